@@ -1,0 +1,18 @@
+# Third-party dependencies, all from Debian packages (scripts/setup.sh installs them).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+# Unicode normalization (NFC) for Llama-3/Qwen2 tokenizer.json.
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+if(SQ_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(SQ_BUILD_BENCH)
+  find_package(benchmark REQUIRED)
+endif()

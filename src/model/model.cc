@@ -1,0 +1,154 @@
+#include "model/model.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "ops/ops.h"
+
+namespace sq {
+
+KvCache::KvCache(const ModelConfig& cfg, int64_t capacity) : capacity_(capacity) {
+  const size_t per_layer = static_cast<size_t>(capacity * cfg.n_kv_heads * cfg.head_dim);
+  k_.assign(static_cast<size_t>(cfg.n_layers), std::vector<float>(per_layer));
+  v_.assign(static_cast<size_t>(cfg.n_layers), std::vector<float>(per_layer));
+}
+
+Model Model::load(const std::filesystem::path& dir) {
+  ModelConfig cfg = load_model_config(dir);
+  Checkpoint ckpt = Checkpoint::open_dir(dir);
+  ModelWeights w = load_weights(ckpt, cfg);
+  return Model(std::move(cfg), std::move(ckpt), std::move(w));
+}
+
+Model::Model(ModelConfig cfg, Checkpoint ckpt, ModelWeights w)
+    : cfg_(std::move(cfg)), ckpt_(std::move(ckpt)), weights_(std::move(w)) {
+  if (cfg_.positions == PositionKind::kRope) {
+    // As HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), computed in fp32.
+    const int64_t half = cfg_.head_dim / 2;
+    inv_freq_.resize(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) {
+      const float expo = static_cast<float>(2 * i) / static_cast<float>(cfg_.head_dim);
+      inv_freq_[i] = 1.0f / std::pow(static_cast<float>(cfg_.rope_theta), expo);
+    }
+  }
+}
+
+void Model::run_linear(int layer, const Linear& lin, const float* x, float* y, int64_t m,
+                       const ForwardOptions& opt) const {
+  if (opt.executor) {
+    opt.executor->run(layer, lin, x, y, m);
+  } else {
+    ops::linear_f32(x, lin.weight.data(), lin.bias.empty() ? nullptr : lin.bias.data(), y, m,
+                    lin.out, lin.in);
+  }
+  if (opt.observer) opt.observer->observe(layer, lin, x, y, m);
+}
+
+void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
+                    const ForwardOptions& opt) const {
+  const int64_t m = static_cast<int64_t>(tokens.size());
+  const int64_t pos0 = cache.size();
+  const int64_t d = cfg_.hidden_size;
+  SQ_CHECK(m > 0, "forward: no tokens to run");
+  SQ_CHECK(pos0 + m <= cache.capacity(), "context of {} tokens exceeds the KV cache capacity of {}",
+           pos0 + m, cache.capacity());
+  SQ_CHECK(pos0 + m <= cfg_.max_positions,
+           "context of {} tokens exceeds the model's {} positions (max_position_embeddings); use a "
+           "shorter --ctx or prompt",
+           pos0 + m, cfg_.max_positions);
+
+  std::vector<float> x(static_cast<size_t>(m * d));
+  for (int64_t t = 0; t < m; ++t) {
+    const int32_t id = tokens[t];
+    SQ_CHECK(id >= 0 && id < cfg_.vocab_size, "token id {} is outside the vocabulary (size {})", id,
+             cfg_.vocab_size);
+    const float* e = weights_.embed_tokens.data() + static_cast<int64_t>(id) * d;
+    std::copy(e, e + d, x.data() + t * d);
+    if (cfg_.positions == PositionKind::kLearned) {
+      const float* p = weights_.embed_positions.data() + (pos0 + t + cfg_.position_offset) * d;
+      for (int64_t j = 0; j < d; ++j) x[t * d + j] += p[j];
+    }
+  }
+
+  const int64_t qd = cfg_.n_heads * cfg_.head_dim, kvd = cfg_.n_kv_heads * cfg_.head_dim;
+  const int64_t ffn = cfg_.intermediate_size;
+  std::vector<float> h(x.size()), q(static_cast<size_t>(m * qd)), attn(q.size()), o(x.size());
+  std::vector<float> g(static_cast<size_t>(m * ffn)), u(g.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
+
+  auto norm = [&](const Norm& n, const float* in, float* out) {
+    if (cfg_.norm == NormKind::kRmsNorm) {
+      ops::rms_norm(in, n.weight.data(), cfg_.norm_eps, out, m, d);
+    } else {
+      ops::layer_norm(in, n.weight.data(), n.bias.empty() ? nullptr : n.bias.data(), cfg_.norm_eps,
+                      out, m, d);
+    }
+  };
+
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    // Attention block. Pre-norm: x += attn(norm(x)); post-norm (OPT-350m): x = norm(x + attn(x)).
+    const float* attn_in = x.data();
+    if (cfg_.pre_norm) {
+      norm(lw.attn_norm, x.data(), h.data());
+      attn_in = h.data();
+    }
+    float* kc = cache.k(l) + pos0 * kvd;
+    float* vc = cache.v(l) + pos0 * kvd;
+    run_linear(l, lw.linear(LinearRole::kQ), attn_in, q.data(), m, opt);
+    run_linear(l, lw.linear(LinearRole::kK), attn_in, kc, m, opt);
+    run_linear(l, lw.linear(LinearRole::kV), attn_in, vc, m, opt);
+    if (cfg_.positions == PositionKind::kRope) {
+      ops::rope(q.data(), m, cfg_.n_heads, cfg_.head_dim, pos0, inv_freq_.data());
+      ops::rope(kc, m, cfg_.n_kv_heads, cfg_.head_dim, pos0, inv_freq_.data());
+    }
+    ops::attention(q.data(), cache.k(l), cache.v(l), attn.data(), m, pos0, cfg_.n_heads,
+                   cfg_.n_kv_heads, cfg_.head_dim, scale);
+    run_linear(l, lw.linear(LinearRole::kO), attn.data(), o.data(), m, opt);
+    ops::add_inplace(x.data(), o.data(), m * d);
+    if (!cfg_.pre_norm) norm(lw.attn_norm, x.data(), x.data());
+
+    // MLP block.
+    const float* mlp_in = x.data();
+    if (cfg_.pre_norm) {
+      norm(lw.mlp_norm, x.data(), h.data());
+      mlp_in = h.data();
+    }
+    if (cfg_.gated_mlp) {
+      run_linear(l, lw.linear(LinearRole::kGate), mlp_in, g.data(), m, opt);
+      run_linear(l, lw.linear(LinearRole::kUp), mlp_in, u.data(), m, opt);
+      ops::silu_mul(g.data(), u.data(), g.data(), m * ffn);
+    } else {
+      run_linear(l, lw.linear(LinearRole::kUp), mlp_in, g.data(), m, opt);
+      if (cfg_.act == Activation::kRelu) {
+        ops::relu_inplace(g.data(), m * ffn);
+      } else {
+        ops::gelu_inplace(g.data(), m * ffn);
+      }
+    }
+    run_linear(l, lw.linear(LinearRole::kDown), g.data(), o.data(), m, opt);
+    ops::add_inplace(x.data(), o.data(), m * d);
+    if (!cfg_.pre_norm) norm(lw.mlp_norm, x.data(), x.data());
+  }
+  cache.advance(m);
+
+  const int64_t rows = opt.last_logits_only ? 1 : m;
+  const float* final_in = x.data() + (m - rows) * d;
+  if (cfg_.final_norm) {
+    const int64_t mm = rows;
+    if (cfg_.norm == NormKind::kRmsNorm) {
+      ops::rms_norm(final_in, weights_.final_norm.weight.data(), cfg_.norm_eps, h.data(), mm, d);
+    } else {
+      ops::layer_norm(final_in, weights_.final_norm.weight.data(), weights_.final_norm.bias.data(),
+                      cfg_.norm_eps, h.data(), mm, d);
+    }
+    final_in = h.data();
+  }
+  logits.resize(static_cast<size_t>(rows * cfg_.vocab_size));
+  // lm_head is never quantized (NUMERICS.md §2) but is observed, as the original tool does.
+  ops::linear_f32(final_in, weights_.lm_head.weight.data(), nullptr, logits.data(), rows,
+                  cfg_.vocab_size, d);
+  if (opt.observer) opt.observer->observe(-1, weights_.lm_head, final_in, logits.data(), rows);
+}
+
+}  // namespace sq
