@@ -161,6 +161,9 @@ ModelConfig parse_model_config(const std::string& text, const std::string& where
       }
     }
   }
+  if (r.has("quantization_config")) {
+    c.quant = parse_compressed_tensors(j["quantization_config"].dump(), where);
+  }
   c.head_dim = r.i64_or("head_dim", c.hidden_size / c.n_heads);
   SQ_CHECK(c.n_heads % c.n_kv_heads == 0,
            "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", where,

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "io/quant_format.h"
+
 namespace sq {
 
 enum class Arch { kLlama, kMistral, kQwen2, kOpt };
@@ -41,7 +43,8 @@ struct ModelConfig {
   bool pre_norm = true;    // OPT-350m is post-LN
   bool final_norm = true;  // OPT: absent for post-LN / _remove_final_layer_norm
   std::optional<int32_t> bos_id, eos_id;
-  std::string torch_dtype;  // "float32", "float16", "bfloat16" (informational)
+  std::string torch_dtype;           // "float32", "float16", "bfloat16" (informational)
+  std::optional<QuantFormat> quant;  // set for compressed-tensors INT8 checkpoints
 };
 
 std::string_view arch_name(Arch a);

@@ -18,6 +18,9 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 
   std::span<const std::byte> bytes() const { return {data_, size_}; }
+  // Drops the resident pages of [p, p + n) (rounded inward to pages) so streaming passes over a
+  // large checkpoint keep memory flat; the data stays readable and is re-read from disk if needed.
+  void release(const std::byte* p, size_t n) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstring>
+#include <regex>
 
 #include "core/error.h"
 
@@ -112,6 +114,61 @@ bool has_bias(LinearRole r, const ModelConfig& c) {
   }
 }
 
+// An INT8 Linear of a compressed-tensors checkpoint: weight I8 [out, in], weight_scale [out, 1]
+// (channel) or [1] (tensor) in a float dtype, input_scale [1] for static activations.
+std::shared_ptr<Int8Weight> load_int8(const Checkpoint& ckpt, const Linear& lin,
+                                      const QuantFormat& f) {
+  const std::string where = ckpt.dir().string();
+  const TensorView& w = ckpt.get(lin.name + ".weight");
+  SQ_CHECK(w.dtype == DType::kI8 && w.shape == std::vector<int64_t>({lin.out, lin.in}),
+           "INT8 checkpoint {}: '{}.weight' must be I8 [{}, {}] but is {} [{}]", where, lin.name,
+           lin.out, lin.in, dtype_name(w.dtype), fmt::join(w.shape, ", "));
+  const TensorView& sc = ckpt.get(lin.name + ".weight_scale");
+  const bool per_channel = f.weight == WeightGranularity::kPerChannel;
+  const int64_t want = per_channel ? lin.out : 1;
+  SQ_CHECK(is_float(sc.dtype) && sc.numel() == want &&
+               (sc.shape == std::vector<int64_t>{want, 1} ||
+                sc.shape == std::vector<int64_t>{want} || (!per_channel && sc.shape.empty())),
+           "INT8 checkpoint {}: '{}.weight_scale' must be a float [{}, 1] ({} weights) but is {} "
+           "[{}]",
+           where, lin.name, want, per_channel ? "per-channel" : "per-tensor", dtype_name(sc.dtype),
+           fmt::join(sc.shape, ", "));
+  auto q = std::make_shared<Int8Weight>();
+  q->data = reinterpret_cast<const int8_t*>(w.data);
+  q->keep = w.file;
+  q->scales = sc.to_f32();
+  for (float v : q->scales) {
+    SQ_CHECK(std::isfinite(v) && v > 0,
+             "INT8 checkpoint {}: '{}.weight_scale' holds {}; scales "
+             "must be positive",
+             where, lin.name, v);
+  }
+  for (int64_t i = 0; i < lin.out * lin.in; ++i) {
+    SQ_CHECK(q->data[i] != -128,
+             "INT8 checkpoint {}: '{}.weight' holds -128; symmetric int8 "
+             "weights are in [-127, 127]",
+             where, lin.name);
+  }
+  if (f.act == ActGranularity::kPerTensorStatic) {
+    const TensorView& is = ckpt.get(lin.name + ".input_scale");
+    SQ_CHECK(is_float(is.dtype) && is.numel() == 1,
+             "INT8 checkpoint {}: '{}.input_scale' must hold one float", where, lin.name);
+    q->input_scale = is.to_f32()[0];
+    SQ_CHECK(*q->input_scale > 0, "INT8 checkpoint {}: '{}.input_scale' must be positive", where,
+             lin.name);
+  }
+  return q;
+}
+
+bool ignored(const QuantFormat& f, const std::string& name) {
+  for (const auto& i : f.ignore) {
+    if (i == name || (i.rfind("re:", 0) == 0 && std::regex_match(name, std::regex(i.substr(3))))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
@@ -151,9 +208,13 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
       lin.name = prefix + s.name;
       lin.role = s.role;
       std::tie(lin.in, lin.out) = linear_dims(s.role, cfg);
-      const TensorView& t = ld.tensor(lin.name + ".weight", {lin.out, lin.in});
-      if (l == 0 && s.role == LinearRole::kQ) w.stored_dtype = t.dtype;
-      lin.weight = FloatBuffer::from_tensor(t);
+      if (cfg.quant && !ignored(*cfg.quant, lin.name)) {
+        lin.int8 = load_int8(ckpt, lin, *cfg.quant);
+      } else {
+        const TensorView& t = ld.tensor(lin.name + ".weight", {lin.out, lin.in});
+        if (l == 0 && s.role == LinearRole::kQ) w.stored_dtype = t.dtype;
+        lin.weight = FloatBuffer::from_tensor(t);
+      }
       if (has_bias(s.role, cfg)) lin.bias = ld.load(lin.name + ".bias", {lin.out});
       lw.linears[static_cast<int>(s.role)] = std::move(lin);
     }

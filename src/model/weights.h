@@ -38,12 +38,23 @@ class FloatBuffer {
   size_t size_ = 0;
 };
 
+// INT8 weights of a Linear as stored in a compressed-tensors checkpoint: int8 [out, in] (a view
+// into the mapped file), the dequantization scales (one per output row, or one), and the static
+// activation scale when the checkpoint has one.
+struct Int8Weight {
+  const int8_t* data = nullptr;
+  std::shared_ptr<const void> keep;  // owner of `data`
+  std::vector<float> scales;         // [out] (per-channel) or [1] (per-tensor)
+  std::optional<float> input_scale;  // static per-tensor activation scale (O3)
+};
+
 struct Linear {
   std::string name;  // HF module name, e.g. "model.layers.0.self_attn.q_proj"
   LinearRole role = LinearRole::kQ;
   int64_t in = 0, out = 0;
-  FloatBuffer weight;  // [out, in]
-  FloatBuffer bias;    // [out] or empty
+  FloatBuffer weight;                      // [out, in]; empty when the Linear is stored as INT8
+  FloatBuffer bias;                        // [out] or empty
+  std::shared_ptr<const Int8Weight> int8;  // set for INT8 checkpoints
 };
 
 struct Norm {

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "ops/ops.h"
 #include "quant/calibrate.h"
+#include "quant/int8_linear.h"
 #include "quant/quantizer.h"
 
 namespace sq {
@@ -88,9 +89,16 @@ QuantModel build_quant_model(const Model& fp, const QuantSetup& setup, const Act
              "model");
     static_stats = calibrate(*q.model, *calib);
   }
-  fake_quantize_weights(w, scheme_spec(setup.quant.scheme).weight);
-  q.executor =
-      std::make_unique<FakeQuantExecutor>(setup.quant, static_stats ? &*static_stats : nullptr);
+  const SchemeSpec spec = scheme_spec(setup.quant.scheme);
+  const ActStats* st = static_stats ? &*static_stats : nullptr;
+  if (setup.quant.mode == QuantMode::kInt8) {
+    q.executor =
+        std::make_unique<Int8Executor>(w, spec.weight, spec.act, setup.quant.quant_bmm, st);
+    for_each_linear(w, [](int, Linear& lin) { lin.weight = FloatBuffer(); });
+  } else {
+    fake_quantize_weights(w, spec.weight);
+    q.executor = std::make_unique<FakeQuantExecutor>(setup.quant, st);
+  }
   return q;
 }
 

@@ -44,13 +44,14 @@ struct QuantSetup {
 // the smoothing factors it used.
 struct QuantModel {
   std::unique_ptr<Model> model;
-  std::unique_ptr<FakeQuantExecutor> executor;
+  std::unique_ptr<LinearExecutor> executor;  // FakeQuantExecutor or Int8Executor
   std::vector<SmoothRecord> smoothing;
   ForwardOptions forward_options() const { return {.executor = executor.get()}; }
 };
 
 // Builds the variant: smooth (if asked) with `act_stats`, then for o3 calibrate static scales on
-// the smoothed FP model with `calib`, then fake-quantize the weights.
+// the smoothed FP model with `calib`, then fake-quantize the weights (mode fake) or quantize and
+// pack them for the int8 kernels (mode int8; the fp32 copies are released).
 struct CalibSet;
 QuantModel build_quant_model(const Model& fp, const QuantSetup& setup, const ActStats* act_stats,
                              const CalibSet* calib, const std::string& stats_source);

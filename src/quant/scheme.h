@@ -7,11 +7,11 @@
 #include <string>
 #include <string_view>
 
+#include "io/quant_format.h"
+
 namespace sq {
 
 enum class Scheme { kW8A8, kO1, kO2, kO3, kChannelToken };
-enum class WeightGranularity { kPerTensor, kPerChannel };
-enum class ActGranularity { kPerTokenDynamic, kPerTensorDynamic, kPerTensorStatic };
 
 struct SchemeSpec {
   WeightGranularity weight;
@@ -25,9 +25,13 @@ std::string scheme_list();  // "w8a8, o1, o2, o3, channel-token"
 std::string_view weight_granularity_name(WeightGranularity g);
 std::string_view act_granularity_name(ActGranularity g);
 
+// Fake: simulate in fp32 (weights q·scale, activations rounded); int8: real int8 GEMMs.
+enum class QuantMode { kFake, kInt8 };
+
 struct QuantConfig {
   Scheme scheme = Scheme::kChannelToken;
   bool quant_bmm = false;
+  QuantMode mode = QuantMode::kFake;
 };
 
 }  // namespace sq

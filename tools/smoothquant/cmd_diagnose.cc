@@ -28,8 +28,8 @@ void run_diagnose(const DiagnoseArgs& a) {
       std::min<int64_t>({a.tokens, static_cast<int64_t>(ids.size()), model.config().max_positions});
   ids.resize(static_cast<size_t>(n));
   CalibContext calib = resolve_calibration(model, *tok, a.quant.calib, true);
-  BuiltQuant b =
-      build_from_flags(model, scheme, a.quant.alpha, a.quant.no_smooth, a.quant.quant_bmm, calib);
+  BuiltQuant b = build_from_flags(model, scheme, a.quant.alpha, a.quant.no_smooth,
+                                  a.quant.quant_bmm, calib, parse_mode_flag(a.quant.mode));
   const Diagnosis d = diagnose(model, b.q, *calib.stats, ids);
   if (a.json) {
     Json lin = Json::array(), grp = Json::array();

@@ -15,7 +15,7 @@ namespace sq::cli {
 namespace {
 
 struct EvaluateArgs {
-  std::string model, text, alphas;
+  std::string model, text, alphas, mode = "fake";
   CalibFlags calib;
   int64_t ctx = 256, max_windows = 40;
   bool json = false;
@@ -63,7 +63,8 @@ void run_evaluate(const EvaluateArgs& a) {
   auto eval = [&](const std::string& name, Scheme scheme, const std::string& alpha, bool no_smooth,
                   bool bmm) {
     log::info("evaluating {}", name);
-    BuiltQuant b = build_from_flags(model, scheme, alpha, no_smooth, bmm, calib);
+    BuiltQuant b =
+        build_from_flags(model, scheme, alpha, no_smooth, bmm, calib, parse_mode_flag(a.mode));
     Row row{name,           std::string(scheme_name(scheme)), no_smooth ? "-" : alpha, bmm, {},
             b.alpha_choices};
     row.r = evaluate_against_fp(model, *b.q.model, b.q.forward_options(), ids, popt);
@@ -165,6 +166,7 @@ Runner register_evaluate(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   add_calib_flags(c, a->calib, true);
+  add_mode_flag(c, a->mode);
   c->add_flag("--json", a->json, "One JSON object with every row");
   return [a] { run_evaluate(*a); };
 }

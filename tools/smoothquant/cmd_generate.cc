@@ -13,6 +13,7 @@
 #include "cli_common.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "quant/int8_linear.h"
 #include "tokenizer/tokenizer.h"
 
 namespace sq::cli {
@@ -63,7 +64,10 @@ size_t complete_utf8_prefix(const std::string& s) {
 
 void run_generate(const GenerateArgs& a) {
   SQ_CHECK(!a.prompt.empty(), "--prompt is empty; give the text to continue");
-  const Model model = Model::load(a.model);
+  const LoadedModel loaded = load_model(a.model);
+  const Model& model = *loaded.model;
+  ForwardOptions fo = loaded.forward_options();
+  fo.last_logits_only = true;
   const auto tok = load_tokenizer(a.model);
   const auto& cfg = model.config();
   std::vector<int32_t> ids = tok->encode(a.prompt);
@@ -77,7 +81,7 @@ void run_generate(const GenerateArgs& a) {
   std::mt19937_64 rng(a.seed);
   const size_t n_prompt = ids.size();
   const auto t0 = std::chrono::steady_clock::now();
-  model.forward(ids, cache, logits, {.last_logits_only = true});
+  model.forward(ids, cache, logits, fo);
   const auto t1 = std::chrono::steady_clock::now();
   std::optional<int32_t> eos = tok->eos_id();
   if (!eos) eos = cfg.eos_id;
@@ -111,7 +115,7 @@ void run_generate(const GenerateArgs& a) {
       break;
     }
     const int32_t one[1] = {next};
-    model.forward(one, cache, logits, {.last_logits_only = true});
+    model.forward(one, cache, logits, fo);
   }
   const auto t2 = std::chrono::steady_clock::now();
   const double prefill_s = std::chrono::duration<double>(t1 - t0).count();

@@ -14,6 +14,7 @@
 #include "eval/perplexity.h"
 #include "io/safetensors_writer.h"
 #include "model/model.h"
+#include "quant/int8_linear.h"
 #include "quant_flags.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,7 +31,8 @@ struct PerplexityArgs {
 void run_perplexity(const PerplexityArgs& a) {
   const std::string text = read_text_arg(a.text, "--text");
   const auto t0 = std::chrono::steady_clock::now();
-  const Model model = Model::load(a.model);
+  const LoadedModel loaded = load_model(a.model);  // FP, or INT8 compressed-tensors
+  const Model& model = *loaded.model;
   const auto tok = load_tokenizer(a.model);
   const auto ids = tok->encode(text);
   const double load_s =
@@ -65,13 +67,15 @@ void run_perplexity(const PerplexityArgs& a) {
   std::optional<BuiltQuant> built;
   std::optional<QuantEvalResult> cmp;
   if (!a.quant.scheme.empty()) {
+    SQ_CHECK(!loaded.int8(),
+             "{} is already an INT8 checkpoint; --quant applies to floating-point models", a.model);
     const Scheme scheme = parse_scheme_flag(a.quant.scheme);
     SQ_CHECK(!(a.quant.no_smooth && !a.quant.alpha.empty()),
              "--alpha and --no-smooth exclude each other");
     const bool needs_stats = !a.quant.no_smooth;
     CalibContext calib = resolve_calibration(model, *tok, a.quant.calib, needs_stats);
-    built =
-        build_from_flags(model, scheme, a.quant.alpha, a.quant.no_smooth, a.quant.quant_bmm, calib);
+    built = build_from_flags(model, scheme, a.quant.alpha, a.quant.no_smooth, a.quant.quant_bmm,
+                             calib, parse_mode_flag(a.quant.mode));
   } else {
     SQ_CHECK(
         a.quant.alpha.empty() && !a.quant.no_smooth && !a.quant.quant_bmm &&
@@ -100,7 +104,7 @@ void run_perplexity(const PerplexityArgs& a) {
     cmp->kl_max = dist.kl_max();
     cmp->top1 = dist.top1();
   } else {
-    r = perplexity(model, ids, opt, {}, on_window);
+    r = perplexity(model, ids, opt, loaded.forward_options(), on_window);
   }
   if (logits_out) logits_out->commit();
   const double tps = r.seconds > 0 ? r.n_windows * r.ctx / r.seconds : 0.0;
@@ -127,8 +131,8 @@ void run_perplexity(const PerplexityArgs& a) {
     print_json(j);
     return;
   }
-  fmt::print("model        {} ({}, {} layers, hidden {})\n", a.model, arch_name(cfg.arch),
-             cfg.n_layers, cfg.hidden_size);
+  fmt::print("model        {} ({}, {} layers, hidden {}{})\n", a.model, arch_name(cfg.arch),
+             cfg.n_layers, cfg.hidden_size, loaded.int8() ? ", INT8 checkpoint" : "");
   fmt::print("text         {} ({} tokens)\n", a.text, ids.size());
   fmt::print("windows      {} x {} tokens ({} predictions)\n", r.n_windows, r.ctx, r.n_predicted);
   if (cmp) fmt::print("quantization {}\n", built->description);

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   reg(sq::cli::register_generate);
   reg(sq::cli::register_calibrate);
   reg(sq::cli::register_smooth);
+  reg(sq::cli::register_quantize);
   reg(sq::cli::register_evaluate);
   reg(sq::cli::register_diagnose);
   reg(sq::cli::register_make_demo);

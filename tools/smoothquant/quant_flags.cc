@@ -37,6 +37,7 @@ void add_quant_flags(CLI::App* c, QuantFlags& f, bool with_scheme) {
   c->add_flag("--no-smooth", f.no_smooth, "Quantize without smoothing");
   c->add_flag("--quant-bmm", f.quant_bmm,
               "Also quantize q/k/v outputs (the BMM inputs), before RoPE");
+  add_mode_flag(c, f.mode);
   add_calib_flags(c, f.calib, true);
 }
 
@@ -49,6 +50,17 @@ float default_alpha(const ModelConfig& cfg) {
     default:
       return 0.85f;
   }
+}
+
+void add_mode_flag(CLI::App* c, std::string& mode) {
+  c->add_option("--mode", mode,
+                "fake: simulate the scheme in fp32; int8: run real int8 GEMMs (CPU kernels)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fake", "int8"}));
+}
+
+QuantMode parse_mode_flag(const std::string& s) {
+  return s == "int8" ? QuantMode::kInt8 : QuantMode::kFake;
 }
 
 Scheme parse_scheme_flag(const std::string& s) {
@@ -82,10 +94,10 @@ CalibContext resolve_calibration(const Model& model, const Tokenizer& tok, const
 }
 
 BuiltQuant build_from_flags(const Model& model, Scheme scheme, const std::string& alpha,
-                            bool no_smooth, bool quant_bmm, CalibContext& calib) {
+                            bool no_smooth, bool quant_bmm, CalibContext& calib, QuantMode mode) {
   BuiltQuant b;
   QuantSetup setup;
-  setup.quant = {scheme, quant_bmm};
+  setup.quant = {scheme, quant_bmm, mode};
   std::string smooth_desc = "no smoothing";
   if (!no_smooth) {
     if (alpha == "auto") {
@@ -115,7 +127,8 @@ BuiltQuant build_from_flags(const Model& model, Scheme scheme, const std::string
   b.q = build_quant_model(model, setup, calib.stats ? &*calib.stats : nullptr,
                           calib.set ? &*calib.set : nullptr, calib.source);
   b.description =
-      fmt::format("{}, {}{}", scheme_name(scheme), smooth_desc, quant_bmm ? ", bmm" : "");
+      fmt::format("{}, {}{}, {}", scheme_name(scheme), smooth_desc, quant_bmm ? ", bmm" : "",
+                  mode == QuantMode::kInt8 ? "int8" : "fake-quant");
   return b;
 }
 

@@ -28,6 +28,7 @@ struct QuantFlags {
   std::string scheme;  // empty: no quantization
   std::string alpha;   // "", a number, or "auto"
   bool no_smooth = false, quant_bmm = false;
+  std::string mode = "fake";  // fake | int8
   CalibFlags calib;
 };
 
@@ -55,7 +56,10 @@ struct BuiltQuant {
   std::vector<AlphaChoice> alpha_choices;  // --alpha auto
 };
 BuiltQuant build_from_flags(const Model& model, Scheme scheme, const std::string& alpha,
-                            bool no_smooth, bool quant_bmm, CalibContext& calib);
+                            bool no_smooth, bool quant_bmm, CalibContext& calib,
+                            QuantMode mode = QuantMode::kFake);
+QuantMode parse_mode_flag(const std::string& s);
+void add_mode_flag(CLI::App* c, std::string& mode);
 
 Scheme parse_scheme_flag(const std::string& s);
 

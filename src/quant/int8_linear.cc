@@ -1,0 +1,115 @@
+#include "quant/int8_linear.h"
+
+#include <vector>
+
+#include "core/error.h"
+#include "quant/quantizer.h"
+
+namespace sq {
+
+Int8Executor::Int8Executor(const ModelWeights& w, WeightGranularity weight, ActGranularity act,
+                           bool quant_bmm, const ActStats* static_stats)
+    : act_(act), quant_bmm_(quant_bmm), isa_(cpu::best_isa()) {
+  if (act == ActGranularity::kPerTensorStatic && static_stats) {
+    SQ_CHECK(static_stats->has_output_stats(),
+             "static activation scales need per-tensor statistics; re-run calibration");
+  }
+  for_each_linear(w, [&](int, const Linear& lin) {
+    Entry e;
+    e.per_channel = weight == WeightGranularity::kPerChannel;
+    if (lin.int8) {
+      e.packed = cpu::PackedS8::pack(lin.int8->data, lin.out, lin.in, isa_);
+      e.w_scales = lin.int8->scales;
+      e.per_channel = e.w_scales.size() > 1 || lin.out == 1;
+      if (lin.int8->input_scale) e.in_scale = *lin.int8->input_scale;
+    } else {
+      SQ_CHECK(!lin.weight.empty(), "internal error: Linear {} has no weights", lin.name);
+      std::vector<int8_t> q(static_cast<size_t>(lin.out * lin.in));
+      e.w_scales.resize(e.per_channel ? static_cast<size_t>(lin.out) : 1);
+      if (e.per_channel) {
+        quant::quantize_weight_per_channel(lin.weight.data(), lin.out, lin.in, q.data(),
+                                           e.w_scales.data());
+      } else {
+        quant::quantize_weight_per_tensor(lin.weight.data(), lin.out, lin.in, q.data(),
+                                          e.w_scales.data());
+      }
+      e.packed = cpu::PackedS8::pack(q.data(), lin.out, lin.in, isa_);
+    }
+    if (act == ActGranularity::kPerTensorStatic) {
+      if (static_stats) {
+        const LinearStats& s = static_stats->get(lin.name, lin.in, "static scales");
+        e.in_scale = quant::scale_from_absmax(s.input_absmax);
+        e.out_scale = quant::scale_from_absmax(s.output_absmax);
+      }
+      SQ_CHECK(e.in_scale > 0,
+               "Linear {} has no static activation scale: o3 needs --calib-text (or an INT8 "
+               "checkpoint with input_scale)",
+               lin.name);
+    }
+    entries_.emplace(lin.name, std::move(e));
+  });
+}
+
+size_t Int8Executor::weight_bytes() const {
+  size_t b = 0;
+  for (const auto& [n, e] : entries_) b += e.packed.bytes() + e.w_scales.size() * sizeof(float);
+  return b;
+}
+
+void Int8Executor::run(int, const Linear& lin, const float* x, float* y, int64_t m) const {
+  auto it = entries_.find(lin.name);
+  SQ_CHECK(it != entries_.end(), "internal error: no INT8 weights for {}", lin.name);
+  const Entry& e = it->second;
+  thread_local std::vector<int8_t> qx;
+  thread_local std::vector<float> sx;
+  qx.resize(static_cast<size_t>(m * lin.in));
+  cpu::Epilogue ep;
+  switch (act_) {
+    case ActGranularity::kPerTokenDynamic:
+      sx.resize(static_cast<size_t>(m));
+      cpu::quantize_s8_per_token(x, m, lin.in, qx.data(), sx.data());
+      ep.per_token = true;
+      break;
+    case ActGranularity::kPerTensorDynamic:
+      sx.assign(1, quant::scale_from_absmax(quant::absmax(x, m * lin.in)));
+      cpu::quantize_s8_with_scale(x, m * lin.in, sx[0], qx.data());
+      break;
+    case ActGranularity::kPerTensorStatic:
+      sx.assign(1, e.in_scale);
+      cpu::quantize_s8_with_scale(x, m * lin.in, sx[0], qx.data());
+      break;
+  }
+  ep.sx = sx.data();
+  ep.sw = e.w_scales.data();
+  ep.per_channel = e.per_channel;
+  ep.bias = lin.bias.empty() ? nullptr : lin.bias.data();
+  cpu::gemm_s8_f32(qx.data(), m, lin.in, e.packed, ep, y);
+  const bool qkv =
+      lin.role == LinearRole::kQ || lin.role == LinearRole::kK || lin.role == LinearRole::kV;
+  if (quant_bmm_ && qkv) {
+    switch (act_) {
+      case ActGranularity::kPerTokenDynamic:
+        quant::fake_quant_per_token(y, m, lin.out);
+        break;
+      case ActGranularity::kPerTensorDynamic:
+        quant::fake_quant_per_tensor(y, m, lin.out);
+        break;
+      case ActGranularity::kPerTensorStatic:
+        SQ_CHECK(e.out_scale > 0, "--quant-bmm with o3 needs static output scales of {}", lin.name);
+        quant::fake_quant_static(y, m * lin.out, e.out_scale);
+        break;
+    }
+  }
+}
+
+LoadedModel load_model(const std::filesystem::path& dir) {
+  LoadedModel m;
+  m.model = std::make_unique<Model>(Model::load(dir));
+  if (const auto& q = m.model->config().quant) {
+    m.executor =
+        std::make_unique<Int8Executor>(m.model->weights(), q->weight, q->act, false, nullptr);
+  }
+  return m;
+}
+
+}  // namespace sq

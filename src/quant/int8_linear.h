@@ -1,0 +1,57 @@
+// Real INT8 Linears on the CPU: weights quantized (or loaded as int8) and packed once for the
+// machine's best kernel; on every call the input is quantized to int8 with the scheme's
+// granularity (per token, per tensor, or a static scale) and one int8 GEMM with a fused
+// dequantizing epilogue produces y = acc · s_x · s_w + bias. The integer products are exact, so the
+// result equals the fake-quant simulation of the same scheme up to fp32 rounding.
+// --quant-bmm quantizes the q/k/v outputs exactly as the fake path does (the attention products
+// then run in fp32 on those values, which equals int8 Q·Kᵀ / P·V with float scales up to rounding).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "backend/cpu/gemm_s8.h"
+#include "model/model.h"
+#include "quant/act_stats.h"
+#include "quant/scheme.h"
+
+namespace sq {
+
+class Int8Executor : public LinearExecutor {
+ public:
+  // Quantizes the fp32 weights of `w` (already smoothed) per `weight` granularity, or takes the
+  // int8 weights of Linears loaded from an INT8 checkpoint. Static scales come from
+  // `static_stats` or from the checkpoint's input_scale.
+  Int8Executor(const ModelWeights& w, WeightGranularity weight, ActGranularity act, bool quant_bmm,
+               const ActStats* static_stats);
+  void run(int layer, const Linear& lin, const float* x, float* y, int64_t m) const override;
+
+  size_t weight_bytes() const;  // packed int8 weights + scales
+  cpu::Isa isa() const { return isa_; }
+
+ private:
+  struct Entry {
+    cpu::PackedS8 packed;
+    std::vector<float> w_scales;
+    bool per_channel = false;
+    float in_scale = 0, out_scale = 0;  // static scales (O3)
+  };
+  std::map<std::string, Entry> entries_;
+  ActGranularity act_;
+  bool quant_bmm_;
+  cpu::Isa isa_;
+};
+
+// A model directory ready to run: FP checkpoints as they are; INT8 (compressed-tensors)
+// checkpoints with an Int8Executor over their int8 weights (scheme from quantization_config).
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Int8Executor> executor;  // null for FP checkpoints
+  bool int8() const { return executor != nullptr; }
+  ForwardOptions forward_options() const { return {.executor = executor.get()}; }
+};
+LoadedModel load_model(const std::filesystem::path& dir);
+
+}  // namespace sq
