@@ -30,6 +30,7 @@ Runner register_smooth(CLI::App& app);
 Runner register_evaluate(CLI::App& app);
 Runner register_diagnose(CLI::App& app);
 Runner register_quantize(CLI::App& app);
+Runner register_bench(CLI::App& app);
 
 // Reads a UTF-8 text file given by --text/--file; empty files are an error naming the flag.
 std::string read_text_arg(const std::filesystem::path& path, const std::string& flag);

@@ -26,6 +26,7 @@ struct Row {
   bool bmm = false;
   QuantEvalResult r;
   std::vector<AlphaChoice> choices;
+  std::string winner;
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -67,6 +68,7 @@ void run_evaluate(const EvaluateArgs& a) {
         build_from_flags(model, scheme, alpha, no_smooth, bmm, calib, parse_mode_flag(a.mode));
     Row row{name,           std::string(scheme_name(scheme)), no_smooth ? "-" : alpha, bmm, {},
             b.alpha_choices};
+    row.winner = b.alpha_winner;
     row.r = evaluate_against_fp(model, *b.q.model, b.q.forward_options(), ids, popt);
     rows.push_back(std::move(row));
   };
@@ -101,6 +103,7 @@ void run_evaluate(const EvaluateArgs& a) {
         for (const auto& c : r.choices)
           per.push_back({{"norm", c.norm}, {"alpha", c.alpha}, {"error", c.error}});
         row["alpha_per_group"] = per;
+        row["alpha_auto_winner"] = r.winner;
       }
       jr.push_back(row);
     }
@@ -138,7 +141,8 @@ void run_evaluate(const EvaluateArgs& a) {
     if (r.choices.empty()) continue;
     std::vector<std::string> per;
     for (const auto& c : r.choices) per.push_back(fmt::format("{:.2f}", c.alpha));
-    fmt::print("\n{}: α per smoothing group (layer-major) [{}]", r.name, fmt::join(per, " "));
+    fmt::print("\n{}: {} won on the calibration set; α per smoothing group (layer-major) [{}]",
+               r.name, r.winner, fmt::join(per, " "));
   }
   fmt::print("\n");
 }

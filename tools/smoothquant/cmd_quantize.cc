@@ -7,6 +7,7 @@
 
 #include "cli_common.h"
 #include "core/error.h"
+#include "eval/alpha_select.h"
 #include "quant/export.h"
 #include "quant/smooth.h"
 #include "quant_flags.h"
@@ -39,7 +40,7 @@ void run_quantize(const QuantizeArgs& a) {
   opt.scheme = scheme;
   std::optional<ActStats> stats;
   std::vector<AlphaChoice> choices;
-  std::string alpha_desc = "none";
+  std::string alpha_desc = "none", auto_winner;
   if (need_stats) {
     // Statistics need the FP model in memory only when they are computed here (--calib-text);
     // with --act-scales the export streams from disk.
@@ -55,14 +56,17 @@ void run_quantize(const QuantizeArgs& a) {
         AlphaSearchOptions so;
         so.fallback_alpha = default_alpha(model.config());
         choices = search_alpha(model, *stats, *ctx.set, scheme, so, ctx.source);
-        for (const auto& c : choices) opt.per_group_alpha.push_back(c.alpha);
+        const AlphaSelection sel =
+            select_alpha(model, *stats, *ctx.set, {scheme, false}, choices, ctx.source);
+        opt.per_group_alpha = sel.per_group;
+        auto_winner = sel.winner;
       }
     }
   }
   const ModelConfig cfg = load_model_config(a.model);
   if (!a.no_smooth) {
     if (a.alpha == "auto") {
-      alpha_desc = "auto";
+      alpha_desc = "auto (" + auto_winner + ")";
     } else {
       float al = default_alpha(cfg);
       if (!a.alpha.empty()) {

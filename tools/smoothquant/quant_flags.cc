@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "eval/alpha_select.h"
 #include "quant/smooth.h"
 
 namespace sq::cli {
@@ -106,8 +107,13 @@ BuiltQuant build_from_flags(const Model& model, Scheme scheme, const std::string
       AlphaSearchOptions o;
       o.fallback_alpha = default_alpha(model.config());
       b.alpha_choices = search_alpha(model, *calib.stats, *calib.set, scheme, o, calib.source);
-      for (const auto& c : b.alpha_choices) setup.per_group_alpha.push_back(c.alpha);
-      smooth_desc = "α auto";
+      const AlphaSelection sel =
+          select_alpha(model, *calib.stats, *calib.set, setup.quant, b.alpha_choices, calib.source);
+      setup.per_group_alpha = sel.per_group;
+      for (size_t i = 0; i < b.alpha_choices.size(); ++i)
+        b.alpha_choices[i].alpha = sel.per_group[i];
+      b.alpha_winner = sel.winner;
+      smooth_desc = fmt::format("α auto ({})", sel.winner);
     } else {
       float a = default_alpha(model.config());
       if (!alpha.empty()) {

@@ -53,7 +53,8 @@ float default_alpha(const ModelConfig& cfg);
 struct BuiltQuant {
   QuantModel q;
   std::string description;                 // e.g. "channel-token, smoothed α 0.85"
-  std::vector<AlphaChoice> alpha_choices;  // --alpha auto
+  std::vector<AlphaChoice> alpha_choices;  // --alpha auto: the α finally used per group
+  std::string alpha_winner;                // --alpha auto: "per-group" or "global A"
 };
 BuiltQuant build_from_flags(const Model& model, Scheme scheme, const std::string& alpha,
                             bool no_smooth, bool quant_bmm, CalibContext& calib,
