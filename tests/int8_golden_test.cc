@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <optional>
+#include <span>
 
 #include "eval/perplexity.h"
 #include "io/safetensors.h"
@@ -62,6 +63,42 @@ TEST_P(Int8VsFake, EverySchemeAgreesWithItsSimulation) {
   // 1% between two fp32 implementations of it (golden/README.md §4.1). Same bound here.
   EXPECT_LE(run(Scheme::kW8A8, true, std::nullopt), 1e-2) << "naive W8A8";
   EXPECT_LE(run(Scheme::kChannelToken, false, std::nullopt), 1e-3) << "channel-token, no smoothing";
+}
+
+// --quant-bmm in real INT8 keeps K and V in an int8 cache (a quarter of the fp32 bytes plus one
+// scale per position). With per-token scales the quantization of a position does not depend on
+// how the tokens are batched, so decoding token by token over the int8 cache must reproduce the
+// logits of one prefill of the same tokens.
+TEST_P(Int8VsFake, Int8KvCacheDecodesLikePrefill) {
+  SQ_REQUIRE_SHARED();
+  const auto dir = test::shared_dir() / "models" / GetParam();
+  const Model fp = Model::load(dir);
+  QuantSetup setup;
+  setup.quant = {Scheme::kChannelToken, true, QuantMode::kInt8};
+  const QuantModel q = build_quant_model(fp, setup, nullptr, nullptr, "");
+  const auto ids =
+      SafetensorsFile::open(test::shared_dir() / "golden" / GetParam() / "eval_tokens.safetensors")
+          .get("tinystories")
+          .to_i32();
+  const int64_t n = 24, split = 16;
+  const std::span<const int32_t> toks(ids.data(), n);
+  KvCache full(fp.config(), n), inc(fp.config(), n), fp_cache(fp.config(), n);
+  std::vector<float> lf, li, lfp;
+  q.model->forward(toks, full, lf, q.forward_options());
+  q.model->forward(toks.first(split), inc, li, q.forward_options());
+  for (int64_t t = split; t < n; ++t)
+    q.model->forward(toks.subspan(t, 1), inc, li, q.forward_options());
+  fp.forward(toks, fp_cache, lfp);
+  ASSERT_TRUE(full.int8());
+  ASSERT_TRUE(inc.int8());
+  EXPECT_FALSE(fp_cache.int8());
+  EXPECT_LT(static_cast<double>(full.bytes()), 0.3 * static_cast<double>(fp_cache.bytes()));
+  const int64_t vocab = fp.config().vocab_size;
+  ASSERT_EQ(static_cast<int64_t>(li.size()), vocab);
+  double max_diff = 0;
+  for (int64_t v = 0; v < vocab; ++v)
+    max_diff = std::max<double>(max_diff, std::fabs(li[v] - lf[(n - 1) * vocab + v]));
+  EXPECT_LT(max_diff, 1e-3);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shared, Int8VsFake,

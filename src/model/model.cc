@@ -3,15 +3,62 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "ops/ops.h"
 
 namespace sq {
 
-KvCache::KvCache(const ModelConfig& cfg, int64_t capacity) : capacity_(capacity) {
-  const size_t per_layer = static_cast<size_t>(capacity * cfg.n_kv_heads * cfg.head_dim);
-  k_.assign(static_cast<size_t>(cfg.n_layers), std::vector<float>(per_layer));
-  v_.assign(static_cast<size_t>(cfg.n_layers), std::vector<float>(per_layer));
+KvCache::KvCache(const ModelConfig& cfg, int64_t capacity)
+    : capacity_(capacity), n_layers_(cfg.n_layers), row_(cfg.n_kv_heads * cfg.head_dim) {}
+
+void KvCache::allocate(bool int8) {
+  if (allocated_) {
+    SQ_CHECK(int8 == int8_, "internal error: a KV cache was reused across precisions");
+    return;
+  }
+  const size_t n = static_cast<size_t>(capacity_ * row_), layers = static_cast<size_t>(n_layers_);
+  if (int8) {
+    k8_.assign(layers, std::vector<int8_t>(n));
+    v8_.assign(layers, std::vector<int8_t>(n));
+    ks_.assign(layers, std::vector<float>(static_cast<size_t>(capacity_)));
+    vs_.assign(layers, std::vector<float>(static_cast<size_t>(capacity_)));
+  } else {
+    k_.assign(layers, std::vector<float>(n));
+    v_.assign(layers, std::vector<float>(n));
+  }
+  allocated_ = true;
+  int8_ = int8;
 }
+
+size_t KvCache::bytes() const {
+  size_t b = 0;
+  for (const auto* group : {&k_, &v_, &ks_, &vs_})
+    for (const auto& t : *group) b += t.size() * sizeof(float);
+  for (const auto* group : {&k8_, &v8_})
+    for (const auto& t : *group) b += t.size();
+  return b;
+}
+
+void LinearExecutor::run_to_int8(int, const Linear& lin, const float*, int64_t, int8_t*,
+                                 float*) const {
+  fail("internal error: this executor does not produce int8 outputs (Linear {})", lin.name);
+}
+
+namespace {
+
+// Dequantizes rows [0, n) of an int8 cache into fp32: out[j, :] = q[j, :] · scale[j].
+void dequantize_rows(const int8_t* q, const float* scale, int64_t n, int64_t row, float* out) {
+  parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j)
+          for (int64_t i = 0; i < row; ++i)
+            out[j * row + i] = static_cast<float>(q[j * row + i]) * scale[j];
+      },
+      16);
+}
+
+}  // namespace
 
 Model Model::load(const std::filesystem::path& dir) {
   ModelConfig cfg = load_model_config(dir);
@@ -74,6 +121,9 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
   const int64_t ffn = cfg_.intermediate_size;
   std::vector<float> h(x.size()), q(static_cast<size_t>(m * qd)), attn(q.size()), o(x.size());
   std::vector<float> g(static_cast<size_t>(m * ffn)), u(g.size());
+  const bool int8_kv = opt.executor && opt.executor->int8_kv();
+  cache.allocate(int8_kv);
+  std::vector<float> kbuf, vbuf;  // dequantized keys/values of the int8 cache, one layer at a time
   const float scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
 
   auto norm = [&](const Norm& n, const float* in, float* out) {
@@ -93,17 +143,42 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
       norm(lw.attn_norm, x.data(), h.data());
       attn_in = h.data();
     }
-    float* kc = cache.k(l) + pos0 * kvd;
-    float* vc = cache.v(l) + pos0 * kvd;
     run_linear(l, lw.linear(LinearRole::kQ), attn_in, q.data(), m, opt);
-    run_linear(l, lw.linear(LinearRole::kK), attn_in, kc, m, opt);
-    run_linear(l, lw.linear(LinearRole::kV), attn_in, vc, m, opt);
-    if (cfg_.positions == PositionKind::kRope) {
+    if (cfg_.positions == PositionKind::kRope)
       ops::rope(q.data(), m, cfg_.n_heads, cfg_.head_dim, pos0, inv_freq_.data());
-      ops::rope(kc, m, cfg_.n_kv_heads, cfg_.head_dim, pos0, inv_freq_.data());
+    const float *keys = nullptr, *values = nullptr;
+    if (int8_kv) {
+      // The cache holds the quantized projections before RoPE (as NUMERICS §2 quantizes them);
+      // every key is dequantized and rotated again, so the products equal the fake-quant path.
+      const Linear &lk = lw.linear(LinearRole::kK), &lv = lw.linear(LinearRole::kV);
+      opt.executor->run_to_int8(l, lk, attn_in, m, cache.k8(l) + pos0 * kvd,
+                                cache.k_scale(l) + pos0);
+      opt.executor->run_to_int8(l, lv, attn_in, m, cache.v8(l) + pos0 * kvd,
+                                cache.v_scale(l) + pos0);
+      const int64_t n = pos0 + m;
+      kbuf.resize(static_cast<size_t>(n * kvd));
+      vbuf.resize(kbuf.size());
+      dequantize_rows(cache.k8(l), cache.k_scale(l), n, kvd, kbuf.data());
+      dequantize_rows(cache.v8(l), cache.v_scale(l), n, kvd, vbuf.data());
+      if (opt.observer) {
+        opt.observer->observe(l, lk, attn_in, kbuf.data() + pos0 * kvd, m);
+        opt.observer->observe(l, lv, attn_in, vbuf.data() + pos0 * kvd, m);
+      }
+      if (cfg_.positions == PositionKind::kRope)
+        ops::rope(kbuf.data(), n, cfg_.n_kv_heads, cfg_.head_dim, 0, inv_freq_.data());
+      keys = kbuf.data();
+      values = vbuf.data();
+    } else {
+      float* kc = cache.k(l) + pos0 * kvd;
+      run_linear(l, lw.linear(LinearRole::kK), attn_in, kc, m, opt);
+      run_linear(l, lw.linear(LinearRole::kV), attn_in, cache.v(l) + pos0 * kvd, m, opt);
+      if (cfg_.positions == PositionKind::kRope)
+        ops::rope(kc, m, cfg_.n_kv_heads, cfg_.head_dim, pos0, inv_freq_.data());
+      keys = cache.k(l);
+      values = cache.v(l);
     }
-    ops::attention(q.data(), cache.k(l), cache.v(l), attn.data(), m, pos0, cfg_.n_heads,
-                   cfg_.n_kv_heads, cfg_.head_dim, scale);
+    ops::attention(q.data(), keys, values, attn.data(), m, pos0, cfg_.n_heads, cfg_.n_kv_heads,
+                   cfg_.head_dim, scale);
     run_linear(l, lw.linear(LinearRole::kO), attn.data(), o.data(), m, opt);
     ops::add_inplace(x.data(), o.data(), m * d);
     if (!cfg_.pre_norm) norm(lw.attn_norm, x.data(), x.data());

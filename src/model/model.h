@@ -28,22 +28,45 @@ class LinearExecutor {
   virtual ~LinearExecutor() = default;
   // Computes y[m, lin.out] from x[m, lin.in] (bias included).
   virtual void run(int layer, const Linear& lin, const float* x, float* y, int64_t m) const = 0;
+
+  // True when the executor quantizes the k/v projection outputs (--quant-bmm in real INT8): the
+  // KV cache then holds them as int8 and run_to_int8 produces them.
+  virtual bool int8_kv() const { return false; }
+  // q[m, lin.out] = the int8 output of `lin` on x, with one scale per row (equal rows for
+  // per-tensor granularity), such that q·scale is exactly what run() returns.
+  virtual void run_to_int8(int layer, const Linear& lin, const float* x, int64_t m, int8_t* q,
+                           float* row_scales) const;
 };
 
 // Keys and values of every layer for positions 0 .. size()-1, [pos, n_kv_heads·head_dim] each.
+// Storage is allocated by the first forward, in the precision its executor asks for: fp32 (keys
+// after RoPE), or int8 with one scale per position (--quant-bmm in real INT8: keys BEFORE RoPE,
+// exactly the quantized projection outputs, a quarter of the bytes). A cache keeps its precision
+// until it is destroyed.
 class KvCache {
  public:
   KvCache(const ModelConfig& cfg, int64_t capacity);
   int64_t size() const { return size_; }
   int64_t capacity() const { return capacity_; }
   void clear() { size_ = 0; }
-  float* k(int layer) { return k_[layer].data(); }
-  float* v(int layer) { return v_[layer].data(); }
   void advance(int64_t n) { size_ += n; }
 
+  void allocate(bool int8);  // no-op when already allocated in that precision
+  bool int8() const { return int8_; }
+  size_t bytes() const;
+
+  float* k(int layer) { return k_[layer].data(); }
+  float* v(int layer) { return v_[layer].data(); }
+  int8_t* k8(int layer) { return k8_[layer].data(); }
+  int8_t* v8(int layer) { return v8_[layer].data(); }
+  float* k_scale(int layer) { return ks_[layer].data(); }
+  float* v_scale(int layer) { return vs_[layer].data(); }
+
  private:
-  int64_t capacity_ = 0, size_ = 0;
-  std::vector<std::vector<float>> k_, v_;
+  int64_t capacity_ = 0, size_ = 0, n_layers_ = 0, row_ = 0;
+  bool allocated_ = false, int8_ = false;
+  std::vector<std::vector<float>> k_, v_, ks_, vs_;
+  std::vector<std::vector<int8_t>> k8_, v8_;
 };
 
 struct ForwardOptions {

@@ -1,8 +1,10 @@
 #include "quant/int8_linear.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "quant/quantizer.h"
 
 namespace sq {
@@ -56,10 +58,14 @@ size_t Int8Executor::weight_bytes() const {
   return b;
 }
 
-void Int8Executor::run(int, const Linear& lin, const float* x, float* y, int64_t m) const {
+const Int8Executor::Entry& Int8Executor::entry(const Linear& lin) const {
   auto it = entries_.find(lin.name);
   SQ_CHECK(it != entries_.end(), "internal error: no INT8 weights for {}", lin.name);
-  const Entry& e = it->second;
+  return it->second;
+}
+
+void Int8Executor::gemm(const Entry& e, const Linear& lin, const float* x, float* y,
+                        int64_t m) const {
   thread_local std::vector<int8_t> qx;
   thread_local std::vector<float> sx;
   qx.resize(static_cast<size_t>(m * lin.in));
@@ -84,22 +90,70 @@ void Int8Executor::run(int, const Linear& lin, const float* x, float* y, int64_t
   ep.per_channel = e.per_channel;
   ep.bias = lin.bias.empty() ? nullptr : lin.bias.data();
   cpu::gemm_s8_f32(qx.data(), m, lin.in, e.packed, ep, y);
+}
+
+void Int8Executor::quantize_output(const Entry& e, const Linear& lin, const float* y, int64_t m,
+                                   int8_t* q, float* row_scales) const {
+  const int64_t n = lin.out;
+  switch (act_) {
+    case ActGranularity::kPerTokenDynamic:
+      // The scalar quantizer of NUMERICS §1, as the fake path: bit-identical scales and values.
+      parallel_for(
+          m,
+          [&](int64_t b, int64_t end) {
+            for (int64_t i = b; i < end; ++i) {
+              const float s = quant::scale_from_absmax(quant::absmax(y + i * n, n));
+              row_scales[i] = s;
+              for (int64_t j = 0; j < n; ++j) q[i * n + j] = quant::quantize_value(y[i * n + j], s);
+            }
+          },
+          8);
+      return;
+    case ActGranularity::kPerTensorDynamic:
+    case ActGranularity::kPerTensorStatic: {
+      float s = e.out_scale;
+      if (act_ == ActGranularity::kPerTensorDynamic) {
+        s = quant::scale_from_absmax(quant::absmax(y, m * n));
+      } else {
+        SQ_CHECK(s > 0, "--quant-bmm with o3 needs static output scales of {}", lin.name);
+      }
+      std::fill(row_scales, row_scales + m, s);
+      parallel_for(
+          m * n,
+          [&](int64_t b, int64_t end) {
+            for (int64_t i = b; i < end; ++i) q[i] = quant::quantize_value(y[i], s);
+          },
+          4096);
+      return;
+    }
+  }
+}
+
+void Int8Executor::run(int, const Linear& lin, const float* x, float* y, int64_t m) const {
+  const Entry& e = entry(lin);
+  gemm(e, lin, x, y, m);
   const bool qkv =
       lin.role == LinearRole::kQ || lin.role == LinearRole::kK || lin.role == LinearRole::kV;
   if (quant_bmm_ && qkv) {
-    switch (act_) {
-      case ActGranularity::kPerTokenDynamic:
-        quant::fake_quant_per_token(y, m, lin.out);
-        break;
-      case ActGranularity::kPerTensorDynamic:
-        quant::fake_quant_per_tensor(y, m, lin.out);
-        break;
-      case ActGranularity::kPerTensorStatic:
-        SQ_CHECK(e.out_scale > 0, "--quant-bmm with o3 needs static output scales of {}", lin.name);
-        quant::fake_quant_static(y, m * lin.out, e.out_scale);
-        break;
-    }
+    thread_local std::vector<int8_t> q;
+    thread_local std::vector<float> s;
+    q.resize(static_cast<size_t>(m * lin.out));
+    s.resize(static_cast<size_t>(m));
+    quantize_output(e, lin, y, m, q.data(), s.data());
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < lin.out; ++j)
+        y[i * lin.out + j] = static_cast<float>(q[i * lin.out + j]) * s[i];
   }
+}
+
+void Int8Executor::run_to_int8(int, const Linear& lin, const float* x, int64_t m, int8_t* q,
+                               float* row_scales) const {
+  SQ_CHECK(quant_bmm_, "internal error: int8 outputs need --quant-bmm ({})", lin.name);
+  const Entry& e = entry(lin);
+  thread_local std::vector<float> y;
+  y.resize(static_cast<size_t>(m * lin.out));
+  gemm(e, lin, x, y.data(), m);
+  quantize_output(e, lin, y.data(), m, q, row_scales);
 }
 
 LoadedModel load_model(const std::filesystem::path& dir) {

@@ -3,8 +3,10 @@
 // granularity (per token, per tensor, or a static scale) and one int8 GEMM with a fused
 // dequantizing epilogue produces y = acc · s_x · s_w + bias. The integer products are exact, so the
 // result equals the fake-quant simulation of the same scheme up to fp32 rounding.
-// --quant-bmm quantizes the q/k/v outputs exactly as the fake path does (the attention products
-// then run in fp32 on those values, which equals int8 Q·Kᵀ / P·V with float scales up to rounding).
+// --quant-bmm quantizes the q/k/v outputs exactly as the fake path does; k and v go to an int8 KV
+// cache (one scale per position). The attention products then run in fp32 on the dequantized
+// values, which equals int8 Q·Kᵀ / P·V with float scales up to rounding, and keeps RoPE (applied
+// after quantization, NUMERICS §2) exact.
 #pragma once
 
 #include <filesystem>
@@ -27,6 +29,9 @@ class Int8Executor : public LinearExecutor {
   Int8Executor(const ModelWeights& w, WeightGranularity weight, ActGranularity act, bool quant_bmm,
                const ActStats* static_stats);
   void run(int layer, const Linear& lin, const float* x, float* y, int64_t m) const override;
+  bool int8_kv() const override { return quant_bmm_; }
+  void run_to_int8(int layer, const Linear& lin, const float* x, int64_t m, int8_t* q,
+                   float* row_scales) const override;
 
   size_t weight_bytes() const;  // packed int8 weights + scales
   cpu::Isa isa() const { return isa_; }
@@ -38,6 +43,12 @@ class Int8Executor : public LinearExecutor {
     bool per_channel = false;
     float in_scale = 0, out_scale = 0;  // static scales (O3)
   };
+  const Entry& entry(const Linear& lin) const;
+  void gemm(const Entry& e, const Linear& lin, const float* x, float* y, int64_t m) const;
+  // Quantizes a q/k/v output y[m, lin.out] with the activation granularity (--quant-bmm).
+  void quantize_output(const Entry& e, const Linear& lin, const float* y, int64_t m, int8_t* q,
+                       float* row_scales) const;
+
   std::map<std::string, Entry> entries_;
   ActGranularity act_;
   bool quant_bmm_;

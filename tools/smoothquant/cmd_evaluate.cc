@@ -66,9 +66,13 @@ void run_evaluate(const EvaluateArgs& a) {
     log::info("evaluating {}", name);
     BuiltQuant b =
         build_from_flags(model, scheme, alpha, no_smooth, bmm, calib, parse_mode_flag(a.mode));
-    Row row{name,           std::string(scheme_name(scheme)), no_smooth ? "-" : alpha, bmm, {},
-            b.alpha_choices};
-    row.winner = b.alpha_winner;
+    Row row{name,
+            std::string(scheme_name(scheme)),
+            no_smooth ? "-" : alpha,
+            bmm,
+            {},
+            b.alpha_choices,
+            b.alpha_winner};
     row.r = evaluate_against_fp(model, *b.q.model, b.q.forward_options(), ids, popt);
     rows.push_back(std::move(row));
   };
