@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/ops.h"
 
 namespace sq::cpu {
 namespace {
@@ -214,6 +215,35 @@ TEST(QuantizeS8, PerTokenMatchesDefinition) {
       for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(x[i * k + j]));
       ASSERT_EQ(s[i], std::max(amax, 1e-5f) / 127.0f);
       for (int64_t j = 0; j < k; ++j) ASSERT_EQ(q[i * k + j], quant_one(x[i * k + j], s[i]));
+    }
+  }
+}
+
+// The norms fused with per-token quantization must give exactly the unfused results: the norm
+// output of ops::rms_norm / ops::layer_norm, then quantize_s8_per_token of it.
+TEST(QuantizeS8, FusedNormMatchesNormThenQuantize) {
+  set_num_threads(2);
+  for (int64_t d : {1, 33, 128, 4097}) {
+    const int64_t m = 37;
+    auto x = random_f32(m * d, static_cast<uint32_t>(d), -3.0f, 3.0f);
+    x[d / 2] = 400.0f;  // an outlier channel in row 0
+    const auto w = random_f32(d, 5, 0.5f, 90.0f), b = random_f32(d, 6, -1.0f, 1.0f);
+    for (bool rms : {true, false}) {
+      std::vector<float> y(m * d), y_ref(m * d), s(m), s_ref(m);
+      std::vector<int8_t> q(m * d), q_ref(m * d);
+      if (rms) {
+        ops::rms_norm_q8(x.data(), w.data(), 1e-6f, y.data(), q.data(), s.data(), m, d);
+        ops::rms_norm(x.data(), w.data(), 1e-6f, y_ref.data(), m, d);
+      } else {
+        ops::layer_norm_q8(x.data(), w.data(), b.data(), 1e-5f, y.data(), q.data(), s.data(), m, d);
+        ops::layer_norm(x.data(), w.data(), b.data(), 1e-5f, y_ref.data(), m, d);
+      }
+      ref::quantize_s8_per_token(y_ref.data(), m, d, q_ref.data(), s_ref.data());
+      ASSERT_EQ(std::memcmp(y.data(), y_ref.data(), y.size() * sizeof(float)), 0)
+          << "d=" << d << " rms=" << rms;
+      ASSERT_EQ(q, q_ref) << "d=" << d << " rms=" << rms;
+      ASSERT_EQ(std::memcmp(s.data(), s_ref.data(), s.size() * sizeof(float)), 0)
+          << "d=" << d << " rms=" << rms;
     }
   }
 }

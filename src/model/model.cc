@@ -39,8 +39,8 @@ size_t KvCache::bytes() const {
   return b;
 }
 
-void LinearExecutor::run_to_int8(int, const Linear& lin, const float*, int64_t, int8_t*,
-                                 float*) const {
+void LinearExecutor::run_to_int8(int, const Linear& lin, const float*, int64_t, int8_t*, float*,
+                                 const QuantizedInput*) const {
   fail("internal error: this executor does not produce int8 outputs (Linear {})", lin.name);
 }
 
@@ -81,9 +81,9 @@ Model::Model(ModelConfig cfg, Checkpoint ckpt, ModelWeights w)
 }
 
 void Model::run_linear(int layer, const Linear& lin, const float* x, float* y, int64_t m,
-                       const ForwardOptions& opt) const {
+                       const ForwardOptions& opt, const QuantizedInput* qx) const {
   if (opt.executor) {
-    opt.executor->run(layer, lin, x, y, m);
+    opt.executor->run(layer, lin, x, y, m, qx);
   } else {
     ops::linear_f32(x, lin.weight.data(), lin.bias.empty() ? nullptr : lin.bias.data(), y, m,
                     lin.out, lin.in);
@@ -134,16 +134,33 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
                       out, m, d);
     }
   };
+  // Per-token INT8 executors get the norm output quantized once, in the norm's pass, for all the
+  // Linears that read it (pre-norm models: q/k/v and gate/up or fc1).
+  const bool fuse_q8 = opt.executor && opt.executor->takes_per_token_int8() && cfg_.pre_norm;
+  std::vector<int8_t> hq(fuse_q8 ? static_cast<size_t>(m * d) : 0);
+  std::vector<float> hs(fuse_q8 ? static_cast<size_t>(m) : 0);
+  const QuantizedInput h_q8{hq.data(), hs.data()};
+  const QuantizedInput* hqx = fuse_q8 ? &h_q8 : nullptr;
+  auto pre_norm = [&](const Norm& n) {
+    if (!fuse_q8) return norm(n, x.data(), h.data());
+    if (cfg_.norm == NormKind::kRmsNorm) {
+      ops::rms_norm_q8(x.data(), n.weight.data(), cfg_.norm_eps, h.data(), hq.data(), hs.data(), m,
+                       d);
+    } else {
+      ops::layer_norm_q8(x.data(), n.weight.data(), n.bias.empty() ? nullptr : n.bias.data(),
+                         cfg_.norm_eps, h.data(), hq.data(), hs.data(), m, d);
+    }
+  };
 
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
     // Attention block. Pre-norm: x += attn(norm(x)); post-norm (OPT-350m): x = norm(x + attn(x)).
     const float* attn_in = x.data();
     if (cfg_.pre_norm) {
-      norm(lw.attn_norm, x.data(), h.data());
+      pre_norm(lw.attn_norm);
       attn_in = h.data();
     }
-    run_linear(l, lw.linear(LinearRole::kQ), attn_in, q.data(), m, opt);
+    run_linear(l, lw.linear(LinearRole::kQ), attn_in, q.data(), m, opt, hqx);
     if (cfg_.positions == PositionKind::kRope)
       ops::rope(q.data(), m, cfg_.n_heads, cfg_.head_dim, pos0, inv_freq_.data());
     const float *keys = nullptr, *values = nullptr;
@@ -152,9 +169,9 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
       // every key is dequantized and rotated again, so the products equal the fake-quant path.
       const Linear &lk = lw.linear(LinearRole::kK), &lv = lw.linear(LinearRole::kV);
       opt.executor->run_to_int8(l, lk, attn_in, m, cache.k8(l) + pos0 * kvd,
-                                cache.k_scale(l) + pos0);
+                                cache.k_scale(l) + pos0, hqx);
       opt.executor->run_to_int8(l, lv, attn_in, m, cache.v8(l) + pos0 * kvd,
-                                cache.v_scale(l) + pos0);
+                                cache.v_scale(l) + pos0, hqx);
       const int64_t n = pos0 + m;
       kbuf.resize(static_cast<size_t>(n * kvd));
       vbuf.resize(kbuf.size());
@@ -170,8 +187,8 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
       values = vbuf.data();
     } else {
       float* kc = cache.k(l) + pos0 * kvd;
-      run_linear(l, lw.linear(LinearRole::kK), attn_in, kc, m, opt);
-      run_linear(l, lw.linear(LinearRole::kV), attn_in, cache.v(l) + pos0 * kvd, m, opt);
+      run_linear(l, lw.linear(LinearRole::kK), attn_in, kc, m, opt, hqx);
+      run_linear(l, lw.linear(LinearRole::kV), attn_in, cache.v(l) + pos0 * kvd, m, opt, hqx);
       if (cfg_.positions == PositionKind::kRope)
         ops::rope(kc, m, cfg_.n_kv_heads, cfg_.head_dim, pos0, inv_freq_.data());
       keys = cache.k(l);
@@ -186,15 +203,15 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
     // MLP block.
     const float* mlp_in = x.data();
     if (cfg_.pre_norm) {
-      norm(lw.mlp_norm, x.data(), h.data());
+      pre_norm(lw.mlp_norm);
       mlp_in = h.data();
     }
     if (cfg_.gated_mlp) {
-      run_linear(l, lw.linear(LinearRole::kGate), mlp_in, g.data(), m, opt);
-      run_linear(l, lw.linear(LinearRole::kUp), mlp_in, u.data(), m, opt);
+      run_linear(l, lw.linear(LinearRole::kGate), mlp_in, g.data(), m, opt, hqx);
+      run_linear(l, lw.linear(LinearRole::kUp), mlp_in, u.data(), m, opt, hqx);
       ops::silu_mul(g.data(), u.data(), g.data(), m * ffn);
     } else {
-      run_linear(l, lw.linear(LinearRole::kUp), mlp_in, g.data(), m, opt);
+      run_linear(l, lw.linear(LinearRole::kUp), mlp_in, g.data(), m, opt, hqx);
       if (cfg_.act == Activation::kRelu) {
         ops::relu_inplace(g.data(), m * ffn);
       } else {

@@ -23,11 +23,22 @@ class LinearObserver {
   virtual void observe(int layer, const Linear& lin, const float* x, const float* y, int64_t m) = 0;
 };
 
+// A Linear input the model already quantized per token: q[m, in] int8, scales[m]. The model
+// produces it for executors that ask (fused into the norm before the Linear, and shared by every
+// Linear that reads the same input: q/k/v, gate/up).
+struct QuantizedInput {
+  const int8_t* q = nullptr;
+  const float* scales = nullptr;
+};
+
 class LinearExecutor {
  public:
   virtual ~LinearExecutor() = default;
-  // Computes y[m, lin.out] from x[m, lin.in] (bias included).
-  virtual void run(int layer, const Linear& lin, const float* x, float* y, int64_t m) const = 0;
+  // Computes y[m, lin.out] from x[m, lin.in] (bias included). `qx`, when non-null, is x quantized
+  // per token (only passed to executors whose takes_per_token_int8() is true).
+  virtual void run(int layer, const Linear& lin, const float* x, float* y, int64_t m,
+                   const QuantizedInput* qx) const = 0;
+  virtual bool takes_per_token_int8() const { return false; }
 
   // True when the executor quantizes the k/v projection outputs (--quant-bmm in real INT8): the
   // KV cache then holds them as int8 and run_to_int8 produces them.
@@ -35,7 +46,7 @@ class LinearExecutor {
   // q[m, lin.out] = the int8 output of `lin` on x, with one scale per row (equal rows for
   // per-tensor granularity), such that q·scale is exactly what run() returns.
   virtual void run_to_int8(int layer, const Linear& lin, const float* x, int64_t m, int8_t* q,
-                           float* row_scales) const;
+                           float* row_scales, const QuantizedInput* qx) const;
 };
 
 // Keys and values of every layer for positions 0 .. size()-1, [pos, n_kv_heads·head_dim] each.
@@ -93,7 +104,7 @@ class Model {
 
  private:
   void run_linear(int layer, const Linear& lin, const float* x, float* y, int64_t m,
-                  const ForwardOptions& opt) const;
+                  const ForwardOptions& opt, const QuantizedInput* qx = nullptr) const;
 
   ModelConfig cfg_;
   Checkpoint ckpt_;

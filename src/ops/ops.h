@@ -18,6 +18,14 @@ void rms_norm(const float* x, const float* weight, float eps, float* y, int64_t 
 void layer_norm(const float* x, const float* weight, const float* bias, float eps, float* y,
                 int64_t m, int64_t d);
 
+// The norms fused with the per-token int8 quantization of their output, for INT8 Linears: y is
+// exactly rms_norm / layer_norm's, q and scales exactly quantize_s8_per_token(y) (NUMERICS §1);
+// each row is quantized while it is still in L1 instead of in a second pass over y.
+void rms_norm_q8(const float* x, const float* weight, float eps, float* y, int8_t* q, float* scales,
+                 int64_t m, int64_t d);
+void layer_norm_q8(const float* x, const float* weight, const float* bias, float eps, float* y,
+                   int8_t* q, float* scales, int64_t m, int64_t d);
+
 // Rotary embedding, HF rotate_half convention, in place on x[M, n_heads·head_dim] for positions
 // pos0 .. pos0+M-1. inv_freq has head_dim/2 entries.
 void rope(float* x, int64_t m, int64_t n_heads, int64_t head_dim, int64_t pos0,

@@ -30,7 +30,8 @@ FakeQuantExecutor::FakeQuantExecutor(QuantConfig cfg, const ActStats* static_sta
   }
 }
 
-void FakeQuantExecutor::run(int, const Linear& lin, const float* x, float* y, int64_t m) const {
+void FakeQuantExecutor::run(int, const Linear& lin, const float* x, float* y, int64_t m,
+                            const QuantizedInput*) const {
   std::vector<float> xq(x, x + m * lin.in);
   const std::pair<float, float>* st = nullptr;
   if (spec_.act == ActGranularity::kPerTensorStatic) {

@@ -22,7 +22,8 @@ class FakeQuantExecutor : public LinearExecutor {
  public:
   // `static_stats` (per-tensor input/output abs-max per Linear) is required for o3.
   FakeQuantExecutor(QuantConfig cfg, const ActStats* static_stats);
-  void run(int layer, const Linear& lin, const float* x, float* y, int64_t m) const override;
+  void run(int layer, const Linear& lin, const float* x, float* y, int64_t m,
+           const QuantizedInput* qx) const override;
 
  private:
   QuantConfig cfg_;

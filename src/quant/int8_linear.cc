@@ -64,12 +64,21 @@ const Int8Executor::Entry& Int8Executor::entry(const Linear& lin) const {
   return it->second;
 }
 
-void Int8Executor::gemm(const Entry& e, const Linear& lin, const float* x, float* y,
-                        int64_t m) const {
+void Int8Executor::gemm(const Entry& e, const Linear& lin, const float* x,
+                        const QuantizedInput* pre, float* y, int64_t m) const {
+  cpu::Epilogue ep;
+  ep.sw = e.w_scales.data();
+  ep.per_channel = e.per_channel;
+  ep.bias = lin.bias.empty() ? nullptr : lin.bias.data();
+  if (pre && act_ == ActGranularity::kPerTokenDynamic) {
+    ep.sx = pre->scales;
+    ep.per_token = true;
+    cpu::gemm_s8_f32(pre->q, m, lin.in, e.packed, ep, y);
+    return;
+  }
   thread_local std::vector<int8_t> qx;
   thread_local std::vector<float> sx;
   qx.resize(static_cast<size_t>(m * lin.in));
-  cpu::Epilogue ep;
   switch (act_) {
     case ActGranularity::kPerTokenDynamic:
       sx.resize(static_cast<size_t>(m));
@@ -86,9 +95,6 @@ void Int8Executor::gemm(const Entry& e, const Linear& lin, const float* x, float
       break;
   }
   ep.sx = sx.data();
-  ep.sw = e.w_scales.data();
-  ep.per_channel = e.per_channel;
-  ep.bias = lin.bias.empty() ? nullptr : lin.bias.data();
   cpu::gemm_s8_f32(qx.data(), m, lin.in, e.packed, ep, y);
 }
 
@@ -129,9 +135,10 @@ void Int8Executor::quantize_output(const Entry& e, const Linear& lin, const floa
   }
 }
 
-void Int8Executor::run(int, const Linear& lin, const float* x, float* y, int64_t m) const {
+void Int8Executor::run(int, const Linear& lin, const float* x, float* y, int64_t m,
+                       const QuantizedInput* qx) const {
   const Entry& e = entry(lin);
-  gemm(e, lin, x, y, m);
+  gemm(e, lin, x, qx, y, m);
   const bool qkv =
       lin.role == LinearRole::kQ || lin.role == LinearRole::kK || lin.role == LinearRole::kV;
   if (quant_bmm_ && qkv) {
@@ -147,12 +154,12 @@ void Int8Executor::run(int, const Linear& lin, const float* x, float* y, int64_t
 }
 
 void Int8Executor::run_to_int8(int, const Linear& lin, const float* x, int64_t m, int8_t* q,
-                               float* row_scales) const {
+                               float* row_scales, const QuantizedInput* qx) const {
   SQ_CHECK(quant_bmm_, "internal error: int8 outputs need --quant-bmm ({})", lin.name);
   const Entry& e = entry(lin);
   thread_local std::vector<float> y;
   y.resize(static_cast<size_t>(m * lin.out));
-  gemm(e, lin, x, y.data(), m);
+  gemm(e, lin, x, qx, y.data(), m);
   quantize_output(e, lin, y.data(), m, q, row_scales);
 }
 

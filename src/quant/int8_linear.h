@@ -28,10 +28,12 @@ class Int8Executor : public LinearExecutor {
   // `static_stats` or from the checkpoint's input_scale.
   Int8Executor(const ModelWeights& w, WeightGranularity weight, ActGranularity act, bool quant_bmm,
                const ActStats* static_stats);
-  void run(int layer, const Linear& lin, const float* x, float* y, int64_t m) const override;
+  void run(int layer, const Linear& lin, const float* x, float* y, int64_t m,
+           const QuantizedInput* qx) const override;
+  bool takes_per_token_int8() const override { return act_ == ActGranularity::kPerTokenDynamic; }
   bool int8_kv() const override { return quant_bmm_; }
   void run_to_int8(int layer, const Linear& lin, const float* x, int64_t m, int8_t* q,
-                   float* row_scales) const override;
+                   float* row_scales, const QuantizedInput* qx) const override;
 
   size_t weight_bytes() const;  // packed int8 weights + scales
   cpu::Isa isa() const { return isa_; }
@@ -44,7 +46,8 @@ class Int8Executor : public LinearExecutor {
     float in_scale = 0, out_scale = 0;  // static scales (O3)
   };
   const Entry& entry(const Linear& lin) const;
-  void gemm(const Entry& e, const Linear& lin, const float* x, float* y, int64_t m) const;
+  void gemm(const Entry& e, const Linear& lin, const float* x, const QuantizedInput* qx, float* y,
+            int64_t m) const;
   // Quantizes a q/k/v output y[m, lin.out] with the activation granularity (--quant-bmm).
   void quantize_output(const Entry& e, const Linear& lin, const float* y, int64_t m, int8_t* q,
                        float* row_scales) const;

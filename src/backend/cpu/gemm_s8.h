@@ -77,6 +77,8 @@ void gemm_s8_f32(const int8_t* a, int64_t m, int64_t k, const PackedS8& w, const
 void quantize_s8_per_token(const float* x, int64_t m, int64_t k, int8_t* q, float* scales);
 // q = clamp(nearbyint(x / scale), -127, 127) with a given scale (> 0).
 void quantize_s8_with_scale(const float* x, int64_t n, float scale, int8_t* q);
+// One row of quantize_s8_per_token on the calling thread (for kernels that fuse it).
+void quantize_s8_row(const float* x, int64_t k, int8_t* q, float* scale);
 
 // Scalar definitions: the oracle of the tests (W unpacked, row-major [N, K]).
 namespace ref {

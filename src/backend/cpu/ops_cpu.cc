@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/gemm_s8.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
 
@@ -30,18 +31,35 @@ void linear_f32(const float* x, const float* w, const float* bias, float* y, int
   }
 }
 
+namespace {
+
+void rms_norm_row(const float* xr, const float* weight, float eps, float* yr, int64_t d) {
+  float ss = 0.0f;
+  for (int64_t j = 0; j < d; ++j) ss += xr[j] * xr[j];
+  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
+  for (int64_t j = 0; j < d; ++j) yr[j] = weight[j] * (xr[j] * inv);
+}
+
+void layer_norm_row(const float* xr, const float* weight, const float* bias, float eps, float* yr,
+                    int64_t d) {
+  float mean = 0.0f;
+  for (int64_t j = 0; j < d; ++j) mean += xr[j];
+  mean /= static_cast<float>(d);
+  float var = 0.0f;
+  for (int64_t j = 0; j < d; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+  var /= static_cast<float>(d);
+  const float inv = 1.0f / std::sqrt(var + eps);
+  for (int64_t j = 0; j < d; ++j)
+    yr[j] = (xr[j] - mean) * inv * weight[j] + (bias ? bias[j] : 0.0f);
+}
+
+}  // namespace
+
 void rms_norm(const float* x, const float* weight, float eps, float* y, int64_t m, int64_t d) {
   parallel_for(
       m,
       [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-          const float* xr = x + i * d;
-          float* yr = y + i * d;
-          float ss = 0.0f;
-          for (int64_t j = 0; j < d; ++j) ss += xr[j] * xr[j];
-          const float inv = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
-          for (int64_t j = 0; j < d; ++j) yr[j] = weight[j] * (xr[j] * inv);
-        }
+        for (int64_t i = b; i < e; ++i) rms_norm_row(x + i * d, weight, eps, y + i * d, d);
       },
       16);
 }
@@ -51,19 +69,32 @@ void layer_norm(const float* x, const float* weight, const float* bias, float ep
   parallel_for(
       m,
       [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) layer_norm_row(x + i * d, weight, bias, eps, y + i * d, d);
+      },
+      16);
+}
+
+void rms_norm_q8(const float* x, const float* weight, float eps, float* y, int8_t* q, float* scales,
+                 int64_t m, int64_t d) {
+  parallel_for(
+      m,
+      [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
-          const float* xr = x + i * d;
-          float* yr = y + i * d;
-          float mean = 0.0f;
-          for (int64_t j = 0; j < d; ++j) mean += xr[j];
-          mean /= static_cast<float>(d);
-          float var = 0.0f;
-          for (int64_t j = 0; j < d; ++j) var += (xr[j] - mean) * (xr[j] - mean);
-          var /= static_cast<float>(d);
-          const float inv = 1.0f / std::sqrt(var + eps);
-          for (int64_t j = 0; j < d; ++j) {
-            yr[j] = (xr[j] - mean) * inv * weight[j] + (bias ? bias[j] : 0.0f);
-          }
+          rms_norm_row(x + i * d, weight, eps, y + i * d, d);
+          cpu::quantize_s8_row(y + i * d, d, q + i * d, scales + i);
+        }
+      },
+      16);
+}
+
+void layer_norm_q8(const float* x, const float* weight, const float* bias, float eps, float* y,
+                   int8_t* q, float* scales, int64_t m, int64_t d) {
+  parallel_for(
+      m,
+      [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          layer_norm_row(x + i * d, weight, bias, eps, y + i * d, d);
+          cpu::quantize_s8_row(y + i * d, d, q + i * d, scales + i);
         }
       },
       16);

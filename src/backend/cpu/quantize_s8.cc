@@ -33,6 +33,15 @@ void quantize_s8_with_scale(const float* x, int64_t n, float scale, int8_t* q) {
       int64_t{1} << 16);
 }
 
+void quantize_s8_row(const float* x, int64_t k, int8_t* q, float* scale) {
+  if (!use_avx2()) {
+    ref::quantize_s8_per_token(x, 1, k, q, scale);
+    return;
+  }
+  *scale = std::max(detail::absmax_avx2(x, k), 1e-5f) / 127.0f;
+  detail::quantize_row_avx2(x, k, *scale, q);
+}
+
 void quantize_s8_per_token(const float* x, int64_t m, int64_t k, int8_t* q, float* scales) {
   SQ_CHECK(m >= 0 && k >= 0, "quantize_s8_per_token: negative shape [{}, {}]", m, k);
   parallel_for(
@@ -42,11 +51,7 @@ void quantize_s8_per_token(const float* x, int64_t m, int64_t k, int8_t* q, floa
           ref::quantize_s8_per_token(x + b * k, e - b, k, q + b * k, scales + b);
           return;
         }
-        for (int64_t i = b; i < e; ++i) {
-          const float amax = detail::absmax_avx2(x + i * k, k);
-          scales[i] = std::max(amax, 1e-5f) / 127.0f;
-          detail::quantize_row_avx2(x + i * k, k, scales[i], q + i * k);
-        }
+        for (int64_t i = b; i < e; ++i) quantize_s8_row(x + i * k, k, q + i * k, scales + i);
       },
       std::max<int64_t>(1, 16384 / std::max<int64_t>(1, k)));
 }
