@@ -25,6 +25,13 @@ struct GemmS8Epilogue {
 // True when the current device can run the sm_90a kernel.
 bool gemm_s8_supported();
 
+// M ≤ kGemvMaxRows runs the memory-bound decode kernel (dp4a, any sm_61+ GPU) instead of the
+// tiled one; both entry points below dispatch on M.
+inline constexpr int64_t kGemvMaxRows = 16;
+// c (int32) when y is null, else y (bf16 with the epilogue).
+void gemv_s8(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const GemmS8Epilogue& ep,
+             int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+
 // c: int32 [m, n]. Asynchronous on `stream`.
 void gemm_s8s8s32(const int8_t* a, const int8_t* w, int32_t* c, int64_t m, int64_t n, int64_t k,
                   cudaStream_t stream);

@@ -294,12 +294,14 @@ int sm_count() {
 template <bool kBf16Out>
 void launch(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const GemmS8Epilogue& ep,
             int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  if (!gemm_s8_supported())
-    throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90); none is current");
   if (k % 16 != 0)
     throw std::runtime_error("CUDA INT8 GEMM: K = " + std::to_string(k) +
                              " must be a multiple of 16");
+  if (k <= 0) throw std::runtime_error("CUDA INT8 GEMM: K must be positive");
   if (m <= 0 || n <= 0) return;
+  if (m <= kGemvMaxRows) return gemv_s8(a, w, c, y, ep, m, n, k, stream);
+  if (!gemm_s8_supported())
+    throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90) for M > 16");
   if (m > INT32_MAX / 2 || n > INT32_MAX / 2 || k > INT32_MAX / 2)
     throw std::runtime_error("CUDA INT8 GEMM: dimensions beyond 2^30");
   const CUtensorMap map_a = make_map(a, m, k, kBM), map_w = make_map(w, n, k, kBN);
