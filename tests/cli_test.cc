@@ -242,5 +242,23 @@ TEST_F(CliTest, DemoModelIsDeterministicAndRuns) {
   EXPECT_EQ(run("generate " + (tmp_ / "a").string() + " --prompt hello -n 5").code, 0);
 }
 
+// --device cuda on a machine without a GPU (CI) is a clear user error, never a crash; with a GPU
+// the engine runs and reports itself. --random-weights is a GPU-only speed mode.
+TEST_F(CliTest, DeviceCudaIsAClearErrorWithoutAGpu) {
+  SQ_REQUIRE_SHARED();
+  const std::string args = "perplexity " + quote(tiny().string()) + " --text " +
+                           quote(slice().string()) + " --max-windows 1 --device cuda --json";
+  const CmdResult r = run(args);
+  if (r.code == 0) {
+    EXPECT_EQ(json::parse(r.out).at("device"), "cuda");
+  } else {
+    expect_user_error(args, "--device cuda");
+  }
+  expect_user_error("bench " + quote(tiny().string()) + " --random-weights", "--random-weights");
+  const CmdResult bad = run("perplexity " + quote(tiny().string()) + " --text " +
+                            quote(slice().string()) + " --device tpu");
+  EXPECT_EQ(bad.code, 2) << bad.err;
+}
+
 }  // namespace
 }  // namespace sq

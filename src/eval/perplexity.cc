@@ -27,10 +27,12 @@ double window_nll(const float* logits, std::span<const int32_t> ids, int64_t voc
   return nll;
 }
 
-PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids,
-                            const PerplexityOptions& opt, const ForwardOptions& fwd,
-                            const WindowFn& on_window) {
-  const auto& cfg = model.config();
+namespace {
+
+// The protocol, over any forward: run(window, logits) fills [ctx, vocab] for one window run alone.
+template <typename Run>
+PerplexityResult run_windows(const ModelConfig& cfg, std::span<const int32_t> ids,
+                             const PerplexityOptions& opt, const WindowFn& on_window, Run run) {
   SQ_CHECK(opt.ctx >= 2, "--ctx must be at least 2 (got {})", opt.ctx);
   SQ_CHECK(opt.ctx <= cfg.max_positions,
            "--ctx {} is beyond the model's {} positions (max_position_embeddings); use --ctx {} or "
@@ -45,13 +47,11 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids,
   r.ctx = opt.ctx;
   r.n_windows = n_windows;
   const auto start = std::chrono::steady_clock::now();
-  KvCache cache(cfg, opt.ctx);
   std::vector<float> logits;
   Progress progress("perplexity", n_windows * opt.ctx, "tokens");
   for (int64_t w = 0; w < n_windows; ++w) {
     const auto win = ids.subspan(static_cast<size_t>(w * opt.ctx), static_cast<size_t>(opt.ctx));
-    cache.clear();
-    model.forward(win, cache, logits, fwd);
+    run(win, logits);
     const double nll = window_nll(logits.data(), win, cfg.vocab_size);
     r.window_nll.push_back(nll);
     r.nll_sum += nll;
@@ -63,6 +63,30 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids,
   r.ppl = std::exp(r.nll_sum / static_cast<double>(r.n_predicted));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
+}
+
+}  // namespace
+
+PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids,
+                            const PerplexityOptions& opt, const ForwardOptions& fwd,
+                            const WindowFn& on_window) {
+  const auto& cfg = model.config();
+  KvCache cache(cfg, std::max<int64_t>(opt.ctx, 1));
+  return run_windows(cfg, ids, opt, on_window,
+                     [&](std::span<const int32_t> win, std::vector<float>& logits) {
+                       cache.clear();
+                       model.forward(win, cache, logits, fwd);
+                     });
+}
+
+PerplexityResult perplexity(DeviceEngine& engine, const ModelConfig& cfg,
+                            std::span<const int32_t> ids, const PerplexityOptions& opt,
+                            const WindowFn& on_window) {
+  return run_windows(cfg, ids, opt, on_window,
+                     [&](std::span<const int32_t> win, std::vector<float>& logits) {
+                       engine.reset(static_cast<int64_t>(win.size()));
+                       engine.forward(win.data(), static_cast<int64_t>(win.size()), logits, false);
+                     });
 }
 
 }  // namespace sq

@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "backend/device_engine.h"
 #include "model/model.h"
 
 namespace sq {
@@ -33,6 +34,10 @@ int64_t count_windows(int64_t n_tokens, const PerplexityOptions& opt);
 
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids,
                             const PerplexityOptions& opt, const ForwardOptions& fwd = {},
+                            const WindowFn& on_window = {});
+// The same protocol on a device engine (--device cuda).
+PerplexityResult perplexity(DeviceEngine& engine, const ModelConfig& cfg,
+                            std::span<const int32_t> ids, const PerplexityOptions& opt,
                             const WindowFn& on_window = {});
 
 // Σ_t −log softmax(logits[t])[ids[t+1]] over t < n-1, in float64.

@@ -95,7 +95,8 @@ QuantModel build_quant_model(const Model& fp, const QuantSetup& setup, const Act
   if (setup.quant.mode == QuantMode::kInt8) {
     q.executor =
         std::make_unique<Int8Executor>(w, spec.weight, spec.act, setup.quant.quant_bmm, st);
-    for_each_linear(w, [](int, Linear& lin) { lin.weight = FloatBuffer(); });
+    if (!setup.keep_fp_weights)
+      for_each_linear(w, [](int, Linear& lin) { lin.weight = FloatBuffer(); });
   } else {
     fake_quantize_weights(w, spec.weight);
     q.executor = std::make_unique<FakeQuantExecutor>(setup.quant, st);

@@ -39,6 +39,7 @@ struct QuantSetup {
   QuantConfig quant;
   std::optional<float> alpha;          // smoothing α; nullopt: no smoothing
   std::vector<float> per_group_alpha;  // --alpha auto: α per smoothing group (overrides alpha)
+  bool keep_fp_weights = false;        // INT8 mode: keep the smoothed fp32 weights (GPU upload)
 };
 
 // A quantized variant: its own weights (copy-on-write of the FP model's), the executor, and

@@ -14,6 +14,7 @@
 #include "eval/perplexity.h"
 #include "io/safetensors_writer.h"
 #include "model/model.h"
+#include "quant/device_model.h"
 #include "quant/int8_linear.h"
 #include "quant_flags.h"
 #include "tokenizer/tokenizer.h"
@@ -25,6 +26,7 @@ struct PerplexityArgs {
   std::string model, text, save_logits;
   int64_t ctx = 256, max_windows = 0;
   bool json = false;
+  std::string device = "cpu";
   QuantFlags quant;
 };
 
@@ -75,7 +77,7 @@ void run_perplexity(const PerplexityArgs& a) {
     const bool needs_stats = !a.quant.no_smooth;
     CalibContext calib = resolve_calibration(model, *tok, a.quant.calib, needs_stats);
     built = build_from_flags(model, scheme, a.quant.alpha, a.quant.no_smooth, a.quant.quant_bmm,
-                             calib, parse_mode_flag(a.quant.mode));
+                             calib, parse_mode_flag(a.quant.mode), a.device == "cuda");
   } else {
     SQ_CHECK(
         a.quant.alpha.empty() && !a.quant.no_smooth && !a.quant.quant_bmm &&
@@ -83,7 +85,21 @@ void run_perplexity(const PerplexityArgs& a) {
         "--alpha, --no-smooth, --quant-bmm, --act-scales and --calib-text need --quant SCHEME");
   }
   PerplexityResult r;
-  if (built) {
+  std::unique_ptr<DeviceEngine> engine;
+  if (a.device == "cuda") {
+    // bf16 Linears for FP models, INT8 for channel-token --mode int8 and INT8 checkpoints.
+    if (built) {
+      SQ_CHECK(a.quant.scheme == "channel-token" && a.quant.mode == "int8" && !a.quant.quant_bmm,
+               "--device cuda runs --quant channel-token --mode int8 (without --quant-bmm), or "
+               "the model as it is");
+      engine = make_device_engine(*built->q.model, true);
+    } else {
+      engine = make_device_engine(model, loaded.int8());
+    }
+    log::info("--device cuda: {}", engine->describe());
+    r = perplexity(*engine, cfg, ids, opt, on_window);
+    built.reset();  // the CPU comparison with the FP model is not run on this path
+  } else if (built) {
     const Model& qm = *built->q.model;
     cmp.emplace();
     DistComparison dist;
@@ -120,7 +136,9 @@ void run_perplexity(const PerplexityArgs& a) {
               {"tokens_per_second", tps},
               {"threads", num_threads()},
               {"model", a.model},
-              {"text", a.text}};
+              {"text", a.text},
+              {"device", a.device}};
+    if (engine) j["engine"] = engine->describe();
     if (cmp) {
       j["kl_mean"] = cmp->kl_mean;
       j["kl_max"] = cmp->kl_max;
@@ -168,6 +186,11 @@ Runner register_perplexity(CLI::App& app) {
   c->add_option(
       "--save-logits", a->save_logits,
       "Write the fp32 logits to a safetensors file: tensor 'logits' [windows, ctx, vocab]");
+  c->add_option("--device", a->device,
+                "cpu, or cuda: bf16 Linears on the GPU (INT8 for --quant channel-token --mode int8 "
+                "and INT8 checkpoints); llama/mistral/qwen2")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   c->add_flag("--json", a->json,
               "One JSON object on stdout: ppl, nll_sum, n_predicted, n_windows, ... (+ kl_mean, "
               "top1_agree with --quant)");

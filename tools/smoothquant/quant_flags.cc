@@ -95,10 +95,12 @@ CalibContext resolve_calibration(const Model& model, const Tokenizer& tok, const
 }
 
 BuiltQuant build_from_flags(const Model& model, Scheme scheme, const std::string& alpha,
-                            bool no_smooth, bool quant_bmm, CalibContext& calib, QuantMode mode) {
+                            bool no_smooth, bool quant_bmm, CalibContext& calib, QuantMode mode,
+                            bool keep_fp_weights) {
   BuiltQuant b;
   QuantSetup setup;
   setup.quant = {scheme, quant_bmm, mode};
+  setup.keep_fp_weights = keep_fp_weights;
   std::string smooth_desc = "no smoothing";
   if (!no_smooth) {
     if (alpha == "auto") {

@@ -56,9 +56,10 @@ struct BuiltQuant {
   std::vector<AlphaChoice> alpha_choices;  // --alpha auto: the α finally used per group
   std::string alpha_winner;                // --alpha auto: "per-group" or "global A"
 };
+// keep_fp_weights: INT8 mode keeps the smoothed fp32 weights too (for the GPU upload).
 BuiltQuant build_from_flags(const Model& model, Scheme scheme, const std::string& alpha,
                             bool no_smooth, bool quant_bmm, CalibContext& calib,
-                            QuantMode mode = QuantMode::kFake);
+                            QuantMode mode = QuantMode::kFake, bool keep_fp_weights = false);
 QuantMode parse_mode_flag(const std::string& s);
 void add_mode_flag(CLI::App* c, std::string& mode);
 

@@ -20,6 +20,7 @@ struct GemmS8Epilogue {
   const float* sw = nullptr;  // [n] (per_channel) or [1]
   bool per_channel = false;
   const float* bias = nullptr;  // [n] or null
+  bool f32_out = false;         // set by gemm_s8_f32
 };
 
 // True when the current device can run the sm_90a kernel.
@@ -38,5 +39,8 @@ void gemm_s8s8s32(const int8_t* a, const int8_t* w, int32_t* c, int64_t m, int64
 // y: bf16 bits [m, n] (uint16_t). Asynchronous on `stream`.
 void gemm_s8_bf16(const int8_t* a, const int8_t* w, const GemmS8Epilogue& ep, uint16_t* y,
                   int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+// y: fp32 [m, n], the epilogue's value before the bf16 rounding (what the CPU engine computes).
+void gemm_s8_f32(const int8_t* a, const int8_t* w, const GemmS8Epilogue& ep, float* y, int64_t m,
+                 int64_t n, int64_t k, cudaStream_t stream);
 
 }  // namespace sq::cuda

@@ -235,13 +235,24 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int64_t off = static_cast<int64_t>(row) * n + col;
         if constexpr (kBf16Out) {
           // The CPU epilogue's order: acc · sx · sw + bias, each step rounded to fp32, no FMA.
-          auto dq = [&](int32_t v, int cc) {
+          auto dqf = [&](int32_t v, int cc) {
             const int lc = cc - tn * kBN;
             float f = __fmul_rn(__fmul_rn(static_cast<float>(v), sxr), sw_s[lc]);
             if (ep.bias) f = __fadd_rn(f, bias_s[lc]);
-            return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+            return f;
           };
-          if (col + 1 < n && (n % 2) == 0) {
+          auto dq = [&](int32_t v, int cc) {
+            return __bfloat16_as_ushort(__float2bfloat16_rn(dqf(v, cc)));
+          };
+          if (ep.f32_out) {
+            float* yf = reinterpret_cast<float*>(y);
+            if (col + 1 < n && (n % 2) == 0) {
+              *reinterpret_cast<float2*>(yf + off) = make_float2(dqf(v0, col), dqf(v1, col + 1));
+            } else {
+              if (col < n) yf[off] = dqf(v0, col);
+              if (col + 1 < n) yf[off + 1] = dqf(v1, col + 1);
+            }
+          } else if (col + 1 < n && (n % 2) == 0) {
             const uint32_t pair = dq(v0, col) | (static_cast<uint32_t>(dq(v1, col + 1)) << 16);
             *reinterpret_cast<uint32_t*>(y + off) = pair;
           } else {
@@ -352,7 +363,16 @@ void gemm_s8s8s32(const int8_t* a, const int8_t* w, int32_t* c, int64_t m, int64
 
 void gemm_s8_bf16(const int8_t* a, const int8_t* w, const GemmS8Epilogue& ep, uint16_t* y,
                   int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  launch<true>(a, w, nullptr, y, ep, m, n, k, stream);
+  GemmS8Epilogue e = ep;
+  e.f32_out = false;
+  launch<true>(a, w, nullptr, y, e, m, n, k, stream);
+}
+
+void gemm_s8_f32(const int8_t* a, const int8_t* w, const GemmS8Epilogue& ep, float* y, int64_t m,
+                 int64_t n, int64_t k, cudaStream_t stream) {
+  GemmS8Epilogue e = ep;
+  e.f32_out = true;
+  launch<true>(a, w, nullptr, reinterpret_cast<uint16_t*>(y), e, m, n, k, stream);
 }
 
 }  // namespace sq::cuda

@@ -75,7 +75,11 @@ __global__ void __launch_bounds__(kWarps * 32)
       float f = __fmul_rn(static_cast<float>(v), ep.sx[ep.per_token ? r : 0]);
       f = __fmul_rn(f, ep.sw[ep.per_channel ? col : 0]);
       if (ep.bias) f = __fadd_rn(f, ep.bias[col]);
-      y[off] = __bfloat16_as_ushort(__float2bfloat16_rn(f));
+      if (ep.f32_out) {
+        reinterpret_cast<float*>(y)[off] = f;
+      } else {
+        y[off] = __bfloat16_as_ushort(__float2bfloat16_rn(f));
+      }
     } else {
       c[off] = v;
     }
@@ -154,7 +158,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
       float f = __fmul_rn(static_cast<float>(v), ep.sx[ep.per_token ? row : 0]);
       f = __fmul_rn(f, ep.sw[ep.per_channel ? col : 0]);
       if (ep.bias) f = __fadd_rn(f, ep.bias[col]);
-      y[off] = __bfloat16_as_ushort(__float2bfloat16_rn(f));
+      if (ep.f32_out) {
+        reinterpret_cast<float*>(y)[off] = f;
+      } else {
+        y[off] = __bfloat16_as_ushort(__float2bfloat16_rn(f));
+      }
     } else {
       c[off] = v;
     }

@@ -14,6 +14,9 @@ namespace sq::cuda {
 
 void rms_norm_quant_s8(const float* x, const float* w, float eps, int64_t m, int64_t d, int8_t* q,
                        float* scales, cudaStream_t stream);
+// Per-token quantization alone (inputs that no norm precedes: o_proj, down_proj), same rules.
+void quantize_per_token_s8(const float* x, int64_t m, int64_t d, int8_t* q, float* scales,
+                           cudaStream_t stream);
 void rms_norm_quant_s8(const uint16_t* x_bf16, const float* w, float eps, int64_t m, int64_t d,
                        int8_t* q, float* scales, cudaStream_t stream);
 

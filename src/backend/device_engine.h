@@ -1,0 +1,62 @@
+// A whole decoder on an accelerator, behind a plain C++ interface so that callers need no CUDA
+// headers (DESIGN.md §2: only the registry and CMake know whether CUDA is built). The caller
+// describes the model with host pointers (DeviceModelSpec); the engine uploads what it needs and
+// keeps its own KV cache. Scope today: pre-norm RMSNorm decoders with RoPE and a gated SiLU MLP
+// (llama, mistral, qwen2), Linears in bf16 or in INT8 channel-token (per-channel weights,
+// per-token dynamic activations); activations, norms, RoPE, attention and the residual stream in
+// fp32, the lm_head in bf16.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sq {
+
+struct DeviceLinearSpec {
+  int64_t in = 0, out = 0;
+  const float* weight = nullptr;    // [out, in] fp32 (bf16 engines)
+  const int8_t* w_s8 = nullptr;     // [out, in] int8 (INT8 engines)
+  const float* w_scales = nullptr;  // [out] per-channel scales (INT8 engines)
+  const float* bias = nullptr;      // [out] or null
+};
+
+struct DeviceLayerSpec {
+  const float* attn_norm = nullptr;  // [hidden]
+  const float* mlp_norm = nullptr;   // [hidden]
+  DeviceLinearSpec q, k, v, o, gate, up, down;
+};
+
+struct DeviceModelSpec {
+  int64_t vocab = 0, hidden = 0, ffn = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  int64_t max_positions = 0;
+  float eps = 1e-6f;
+  double rope_theta = 10000.0;
+  bool int8 = false;    // INT8 channel-token Linears, else bf16
+  bool random = false;  // speed runs: random weights made on the device, all pointers ignored
+  const float* embed = nullptr;       // [vocab, hidden]
+  const float* final_norm = nullptr;  // [hidden]
+  const float* lm_head = nullptr;     // [vocab, hidden]
+  std::vector<DeviceLayerSpec> layer;
+};
+
+class DeviceEngine {
+ public:
+  virtual ~DeviceEngine() = default;
+  // Empties the KV cache and sizes it for `capacity` positions.
+  virtual void reset(int64_t capacity) = 0;
+  virtual int64_t cache_size() const = 0;
+  // Runs tokens[0, n) at positions cache_size()... and appends their keys and values. logits
+  // (host): [n, vocab], or [1, vocab] with last_only. (Pointer and count: CUDA sources build as
+  // C++17, without std::span.)
+  virtual void forward(const int32_t* tokens, int64_t n, std::vector<float>& logits,
+                       bool last_only) = 0;
+  virtual int64_t linear_weight_bytes() const = 0;
+  virtual std::string describe() const = 0;
+};
+
+// Throws sq::Error when this build has no CUDA backend or no GPU is visible.
+std::unique_ptr<DeviceEngine> make_cuda_engine(const DeviceModelSpec& spec);
+
+}  // namespace sq
