@@ -44,13 +44,16 @@ TEST_P(CudaEngine, LogitsMatchTheCpuEngine) {
   // bf16 weights and Linear inputs: ~3 significant digits per product, accumulated in fp32.
   EXPECT_LT(max_abs_diff(cpu, gpu), 0.1) << "bf16 engine";
 
-  // Token-by-token decoding over the device KV cache reproduces the prefill's last row.
+  // Token-by-token decoding over the device KV cache reproduces the prefill's last row. The two
+  // use different attention kernels (prefill tiles, decode splits the keys over warps), so fp32
+  // summation orders differ and a bf16 rounding of a Linear input can flip: 0.03 seen on the
+  // H200; a wrong position or cache slot moves logits by whole units.
   std::vector<float> step;
   bf16->reset(n);
   bf16->forward(ids.data(), n - 4, step, true);
   for (int64_t t = n - 4; t < n; ++t) bf16->forward(ids.data() + t, 1, step, true);
   const std::vector<float> last(gpu.end() - vocab, gpu.end());
-  EXPECT_LT(max_abs_diff(last, step), 1e-3) << "decode vs prefill";
+  EXPECT_LT(max_abs_diff(last, step), 0.1) << "decode vs prefill";
 
   QuantSetup setup;
   setup.quant = {Scheme::kChannelToken, false, QuantMode::kInt8};

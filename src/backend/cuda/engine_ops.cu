@@ -145,6 +145,84 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   }
 }
 
+// Prefill: one block of kPfRows warps serves kPfRows consecutive query rows of one head; key and
+// value tiles of kPfKeys rows are staged in shared memory once for all of them (the per-row
+// kernel above re-read K and V from L2 for every query row). Each warp then walks the tile from
+// shared memory with the same online softmax. head_dim ≤ kPfMaxDim.
+constexpr int kPfRows = 16, kPfKeys = 32, kPfMaxDim = 128;
+__global__ void __launch_bounds__(kPfRows * 32)
+    attention_prefill_k(const float* q, const float* kc, const float* vc, float* out, int m,
+                        int pos0, int heads, int kv_heads, int hd, float scale) {
+  __shared__ float ks[kPfKeys][kPfMaxDim + 1], vs[kPfKeys][kPfMaxDim];
+  const int h = blockIdx.y, kvh = h / (heads / kv_heads);
+  const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int t = blockIdx.x * kPfRows + w;
+  const int64_t q_stride = static_cast<int64_t>(heads) * hd;
+  const int64_t kv_stride = static_cast<int64_t>(kv_heads) * hd;
+  constexpr int kPer = kPfMaxDim / 32;
+  float qv[kPer], acc[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int d = lane + 32 * i;
+    qv[i] = t < m && d < hd ? q[t * q_stride + h * hd + d] : 0.0f;
+    acc[i] = 0.0f;
+  }
+  float mx = -INFINITY, sum = 0.0f;
+  const int n_keys = pos0 + t + 1;  // this row's causal limit
+  const int last_row = min(m - 1, static_cast<int>(blockIdx.x) * kPfRows + kPfRows - 1);
+  const int block_keys = pos0 + last_row + 1;
+  for (int k0 = 0; k0 < block_keys; k0 += kPfKeys) {
+    __syncthreads();  // the previous tile is no longer read
+    for (int e = threadIdx.x; e < kPfKeys * hd; e += blockDim.x) {
+      const int r = e / hd, d = e % hd, j = k0 + r;
+      const bool ok = j < block_keys;
+      ks[r][d] = ok ? kc[j * kv_stride + kvh * hd + d] : 0.0f;
+      vs[r][d] = ok ? vc[j * kv_stride + kvh * hd + d] : 0.0f;
+    }
+    __syncthreads();
+    if (t >= m) continue;
+    const int n_here = min(kPfKeys, n_keys - k0);
+    for (int r0 = 0; r0 < n_here; r0 += 8) {
+      float sc[8];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        float sdot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) {
+          const int d = lane + 32 * i;
+          if (d < hd) sdot += qv[i] * ks[(r0 + u) % kPfKeys][d];
+        }
+        sc[u] = sdot;
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2)
+#pragma unroll
+        for (int u = 0; u < 8; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], off);
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        if (r0 + u >= n_here) break;
+        const float sv = sc[u] * scale;
+        const float mx_new = fmaxf(mx, sv);
+        const float corr = expf(mx - mx_new), p = expf(sv - mx_new);
+        sum = sum * corr + p;
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) {
+          const int d = lane + 32 * i;
+          if (d < hd) acc[i] = acc[i] * corr + p * vs[r0 + u][d];
+        }
+        mx = mx_new;
+      }
+    }
+  }
+  if (t >= m) return;
+  const float inv = 1.0f / sum;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int d = lane + 32 * i;
+    if (d < hd) out[t * q_stride + h * hd + d] = acc[i] * inv;
+  }
+}
+
 __global__ void silu_mul_k(const float* g, const float* u, float* of, __nv_bfloat16* ob,
                            int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -229,6 +307,15 @@ void rope(float* x, int64_t m, int64_t heads, int64_t head_dim, int64_t pos0, co
 void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
                int64_t pos0, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale,
                cudaStream_t s) {
+  if (m >= 8 && head_dim <= kPfMaxDim) {
+    const dim3 grid(static_cast<unsigned>((m + kPfRows - 1) / kPfRows),
+                    static_cast<unsigned>(heads));
+    attention_prefill_k<<<grid, kPfRows * 32, 0, s>>>(
+        q, k_cache, v_cache, out, static_cast<int>(m), static_cast<int>(pos0),
+        static_cast<int>(heads), static_cast<int>(kv_heads), static_cast<int>(head_dim), scale);
+    SQ_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   const unsigned blocks = static_cast<unsigned>(m * heads);
   attention_k<<<blocks, kAttnWarps * 32, 0, s>>>(
       q, k_cache, v_cache, out, static_cast<int>(pos0), static_cast<int>(heads),
