@@ -16,6 +16,26 @@ namespace {
 
 constexpr int kWarps = 8;
 
+// One output element: the raw int32 sum, or the W8A8 epilogue in the CPU's order
+// (acc · sx · sw + bias, each step rounded to fp32, no FMA) stored as fp32 or bf16.
+template <bool kEpilogue>
+__device__ __forceinline__ void store(int32_t v, int row, int col, int n, const GemmS8Epilogue& ep,
+                                      int32_t* c, uint16_t* y) {
+  const int64_t off = int64_t(row) * n + col;
+  if constexpr (kEpilogue) {
+    float f = __fmul_rn(static_cast<float>(v), ep.sx[ep.per_token ? row : 0]);
+    f = __fmul_rn(f, ep.sw[ep.per_channel ? col : 0]);
+    if (ep.bias) f = __fadd_rn(f, ep.bias[col]);
+    if (ep.f32_out) {
+      reinterpret_cast<float*>(y)[off] = f;
+    } else {
+      y[off] = __bfloat16_as_ushort(__float2bfloat16_rn(f));
+    }
+  } else {
+    c[off] = v;
+  }
+}
+
 template <int kM, int kCols, bool kBf16Out>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_s8_kernel(const int8_t* __restrict__ a, const int8_t* __restrict__ w, int32_t* c,
@@ -69,20 +89,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     int32_t v = 0;
 #pragma unroll
     for (int q = 0; q < kWarps; ++q) v += partial[q][j][r];
-    const int64_t off = int64_t(r) * n + col;
-    if constexpr (kBf16Out) {
-      // The CPU epilogue's order: acc · sx · sw + bias, each step rounded to fp32, no FMA.
-      float f = __fmul_rn(static_cast<float>(v), ep.sx[ep.per_token ? r : 0]);
-      f = __fmul_rn(f, ep.sw[ep.per_channel ? col : 0]);
-      if (ep.bias) f = __fadd_rn(f, ep.bias[col]);
-      if (ep.f32_out) {
-        reinterpret_cast<float*>(y)[off] = f;
-      } else {
-        y[off] = __bfloat16_as_ushort(__float2bfloat16_rn(f));
-      }
-    } else {
-      c[off] = v;
-    }
+    store<kBf16Out>(v, r, col, n, ep, c, y);
   }
 }
 
@@ -153,19 +160,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     int32_t v = 0;
 #pragma unroll
     for (int q = 0; q < kMmaWarps; ++q) v += partial[q][e];
-    const int64_t off = int64_t(row) * n + col;
-    if constexpr (kBf16Out) {
-      float f = __fmul_rn(static_cast<float>(v), ep.sx[ep.per_token ? row : 0]);
-      f = __fmul_rn(f, ep.sw[ep.per_channel ? col : 0]);
-      if (ep.bias) f = __fadd_rn(f, ep.bias[col]);
-      if (ep.f32_out) {
-        reinterpret_cast<float*>(y)[off] = f;
-      } else {
-        y[off] = __bfloat16_as_ushort(__float2bfloat16_rn(f));
-      }
-    } else {
-      c[off] = v;
-    }
+    store<kBf16Out>(v, row, col, n, ep, c, y);
   }
 }
 
