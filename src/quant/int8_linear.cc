@@ -4,7 +4,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/parallel.h"
 #include "quant/quantizer.h"
 
 namespace sq {
@@ -100,39 +99,20 @@ void Int8Executor::gemm(const Entry& e, const Linear& lin, const float* x,
 
 void Int8Executor::quantize_output(const Entry& e, const Linear& lin, const float* y, int64_t m,
                                    int8_t* q, float* row_scales) const {
+  // The same quantizers as the Linear inputs (bit-identical to NUMERICS §1 and to the fake path).
   const int64_t n = lin.out;
-  switch (act_) {
-    case ActGranularity::kPerTokenDynamic:
-      // The scalar quantizer of NUMERICS §1, as the fake path: bit-identical scales and values.
-      parallel_for(
-          m,
-          [&](int64_t b, int64_t end) {
-            for (int64_t i = b; i < end; ++i) {
-              const float s = quant::scale_from_absmax(quant::absmax(y + i * n, n));
-              row_scales[i] = s;
-              for (int64_t j = 0; j < n; ++j) q[i * n + j] = quant::quantize_value(y[i * n + j], s);
-            }
-          },
-          8);
-      return;
-    case ActGranularity::kPerTensorDynamic:
-    case ActGranularity::kPerTensorStatic: {
-      float s = e.out_scale;
-      if (act_ == ActGranularity::kPerTensorDynamic) {
-        s = quant::scale_from_absmax(quant::absmax(y, m * n));
-      } else {
-        SQ_CHECK(s > 0, "--quant-bmm with o3 needs static output scales of {}", lin.name);
-      }
-      std::fill(row_scales, row_scales + m, s);
-      parallel_for(
-          m * n,
-          [&](int64_t b, int64_t end) {
-            for (int64_t i = b; i < end; ++i) q[i] = quant::quantize_value(y[i], s);
-          },
-          4096);
-      return;
-    }
+  if (act_ == ActGranularity::kPerTokenDynamic) {
+    cpu::quantize_s8_per_token(y, m, n, q, row_scales);
+    return;
   }
+  float s = e.out_scale;
+  if (act_ == ActGranularity::kPerTensorDynamic) {
+    s = quant::scale_from_absmax(quant::absmax(y, m * n));
+  } else {
+    SQ_CHECK(s > 0, "--quant-bmm with o3 needs static output scales of {}", lin.name);
+  }
+  std::fill(row_scales, row_scales + m, s);
+  cpu::quantize_s8_with_scale(y, m * n, s, q);
 }
 
 void Int8Executor::run(int, const Linear& lin, const float* x, float* y, int64_t m,

@@ -99,7 +99,8 @@ void run_bench_device(const BenchArgs& a) {
     sp[i8] = measure_device(*e, prompt, a.n, a.reps, cfg.vocab_size);
     bytes[i8] = e->linear_weight_bytes();
   }
-  const std::string devname = cuda_devices().empty() ? "cuda" : cuda_devices()[0].name;
+  const auto devices = cuda_devices();
+  const std::string devname = devices.empty() ? "cuda" : devices[0].name;
   if (a.json) {
     print_json({{"model", a.model},
                 {"device", devname},
