@@ -35,40 +35,45 @@ TEST(CudaGemmS8, MatchesTheCpuReferenceBitForBit) {
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> q(-127, 127);
   std::uniform_real_distribution<float> u(1e-3f, 1e-1f), b(-1.0f, 1.0f);
-  for (const auto& [m, n, k] : {std::tuple{1, 4096, 4096},
-                                {5, 2049, 4112},
-                                {16, 11008, 64},
-                                {300, 517, 1040},
-                                {1000, 3000, 4096}}) {
-    std::vector<int8_t> a(size_t(m) * k), w(size_t(n) * k);
-    for (auto& x : a) x = static_cast<int8_t>(q(rng));
-    for (auto& x : w) x = static_cast<int8_t>(q(rng));
-    std::vector<float> sx(m), sw(n), bias(n);
-    for (auto& x : sx) x = u(rng);
-    for (auto& x : sw) x = u(rng);
-    for (auto& x : bias) x = b(rng);
-    std::vector<int32_t> want(size_t(m) * n);
-    cpu::ref::gemm_s8s8s32(a.data(), m, k, w.data(), n, want.data());
+  // Each shape through the automatic tile choice and through both tile widths forced.
+  for (const auto tile : {cuda::GemmTileN::kAuto, cuda::GemmTileN::k128, cuda::GemmTileN::k256})
+    for (const auto& [m, n, k] : {std::tuple{1, 4096, 4096},
+                                  {5, 2049, 4112},
+                                  {16, 11008, 64},
+                                  {300, 517, 1040},
+                                  {1000, 3000, 4096}}) {
+      std::vector<int8_t> a(size_t(m) * k), w(size_t(n) * k);
+      for (auto& x : a) x = static_cast<int8_t>(q(rng));
+      for (auto& x : w) x = static_cast<int8_t>(q(rng));
+      std::vector<float> sx(m), sw(n), bias(n);
+      for (auto& x : sx) x = u(rng);
+      for (auto& x : sw) x = u(rng);
+      for (auto& x : bias) x = b(rng);
+      std::vector<int32_t> want(size_t(m) * n);
+      cpu::ref::gemm_s8s8s32(a.data(), m, k, w.data(), n, want.data());
 
-    DeviceBuffer<int8_t> da(a), dw(w);
-    DeviceBuffer<float> dsx(sx), dsw(sw), db(bias);
-    DeviceBuffer<int32_t> dc(want.size());
-    DeviceBuffer<uint16_t> dy(want.size());
-    cuda::gemm_s8s8s32(da.p, dw.p, dc.p, m, n, k, nullptr);
-    cuda::gemm_s8_bf16(da.p, dw.p, {dsx.p, true, dsw.p, true, db.p}, dy.p, m, n, k, nullptr);
-    SQ_CUDA_CHECK(cudaDeviceSynchronize());
-    const auto got = dc.get(want.size());
-    const auto y = dy.get(want.size());
-    ASSERT_EQ(got, want) << "M=" << m << " N=" << n << " K=" << k;
-    const cpu::Epilogue ep{sx.data(), true, sw.data(), true, bias.data()};
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) {
-        const float f = cpu::ref::dequant(want[i * n + j], ep, i, j);
-        ASSERT_EQ(y[i * n + j], __bfloat16_as_ushort(__float2bfloat16_rn(f)))
-            << "M=" << m << " N=" << n << " K=" << k << " at " << i << "," << j;
+      cuda::set_gemm_tile_override(tile);
+      DeviceBuffer<int8_t> da(a), dw(w);
+      DeviceBuffer<float> dsx(sx), dsw(sw), db(bias);
+      DeviceBuffer<int32_t> dc(want.size());
+      DeviceBuffer<uint16_t> dy(want.size());
+      cuda::gemm_s8s8s32(da.p, dw.p, dc.p, m, n, k, nullptr);
+      cuda::gemm_s8_bf16(da.p, dw.p, {dsx.p, true, dsw.p, true, db.p}, dy.p, m, n, k, nullptr);
+      SQ_CUDA_CHECK(cudaDeviceSynchronize());
+      cuda::set_gemm_tile_override(cuda::GemmTileN::kAuto);
+      const auto got = dc.get(want.size());
+      const auto y = dy.get(want.size());
+      ASSERT_EQ(got, want) << "M=" << m << " N=" << n << " K=" << k << " tile "
+                           << static_cast<int>(tile);
+      const cpu::Epilogue ep{sx.data(), true, sw.data(), true, bias.data()};
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          const float f = cpu::ref::dequant(want[i * n + j], ep, i, j);
+          ASSERT_EQ(y[i * n + j], __bfloat16_as_ushort(__float2bfloat16_rn(f)))
+              << "M=" << m << " N=" << n << " K=" << k << " at " << i << "," << j;
+        }
       }
     }
-  }
 }
 
 TEST(CudaGemmS8, RejectsKNotAMultipleOf16) {

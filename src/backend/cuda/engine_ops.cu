@@ -1,4 +1,4 @@
-// Kernels of engine_ops.cuh.
+// Kernels of engine_ops.cuh (attention lives in attention.cu).
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -23,22 +23,29 @@ __global__ void embed_k(const int32_t* ids, const float* table, float* x, int d)
 }
 
 // One block per row; the sum of squares is a block reduction (fp32, no FMA), then
-// y = w · (x · inv) as HF's LlamaRMSNorm.
-template <typename Out>
-__global__ void rms_norm_k(const float* x, const float* w, float eps, int d, Out* out) {
-  __shared__ float red[kThreads / 32];
+// y = w · (x · inv) as HF's LlamaRMSNorm. With `res`, the residual add x += res comes first (and
+// is written back): the add that closes one sub-block and the norm that opens the next share a
+// pass over the row.
+template <typename Out, int Threads>
+__global__ void __launch_bounds__(Threads)
+    rms_norm_k(float* x, const float* res, const float* w, float eps, int d, Out* out) {
+  __shared__ float red[Threads / 32];
   const int64_t row = blockIdx.x;
-  const float* xr = x + row * d;
+  float* xr = x + row * d;
   float ss = 0.0f;
-  for (int j = threadIdx.x; j < d; j += kThreads) ss = __fadd_rn(ss, __fmul_rn(xr[j], xr[j]));
+  for (int j = threadIdx.x; j < d; j += Threads) {
+    float v = xr[j];
+    if (res) xr[j] = v = __fadd_rn(v, res[row * d + j]);
+    ss = __fadd_rn(ss, __fmul_rn(v, v));
+  }
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
   if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = ss;
   __syncthreads();
   float tot = 0.0f;
-  for (int i = 0; i < kThreads / 32; ++i) tot += red[i];
+  for (int i = 0; i < Threads / 32; ++i) tot += red[i];
   const float inv = 1.0f / sqrtf(__fdiv_rn(tot, static_cast<float>(d)) + eps);
-  for (int j = threadIdx.x; j < d; j += kThreads) {
+  for (int j = threadIdx.x; j < d; j += Threads) {
     const float y = __fmul_rn(w[j], __fmul_rn(xr[j], inv));
     if constexpr (sizeof(Out) == 2) {
       out[row * d + j] = __float2bfloat16_rn(y);
@@ -48,187 +55,45 @@ __global__ void rms_norm_k(const float* x, const float* w, float eps, int d, Out
   }
 }
 
-// grid (m, heads), block head_dim/2: position pos0 + t, pair (i, i + half).
-__global__ void rope_k(float* x, int heads, int hd, int pos0, const float* inv_freq) {
+// The fused q|k|v output row t → q (rotated) into q_out, k (rotated) and v into the layer's cache
+// at position *pos + t. grid (m, heads + kv_heads), block head_dim/2: blocks below `heads` rotate
+// a query head, the others one key head and copy its value head. Position p rotates pair (i, i +
+// half) by p · inv_freq[i] (HF rotate_half).
+__global__ void rope_qkv_k(const float* qkv, float* q_out, float* kc, float* vc, const int* pos,
+                           int heads, int kv_heads, int hd, const float* inv_freq) {
   const int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = hd / 2;
   if (i >= half) return;
-  const float f = __fmul_rn(static_cast<float>(pos0 + t), inv_freq[i]);
-  const float c = cosf(f), s = sinf(f);
-  float* v = x + (static_cast<int64_t>(t) * heads + h) * hd;
-  const float a = v[i], b = v[i + half];
-  v[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-  v[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+  const int qd = heads * hd, kvd = kv_heads * hd;
+  const int p = *pos + t;
+  const float* row = qkv + static_cast<int64_t>(t) * (qd + 2 * kvd);
+  const float* src;
+  float* dst;
+  if (h < heads) {
+    src = row + h * hd;
+    dst = q_out + static_cast<int64_t>(t) * qd + h * hd;
+  } else {
+    const int kh = h - heads;
+    src = row + qd + kh * hd;
+    dst = kc + static_cast<int64_t>(p) * kvd + kh * hd;
+    const float* vs = row + qd + kvd + kh * hd;
+    float* vd = vc + static_cast<int64_t>(p) * kvd + kh * hd;
+    vd[i] = vs[i];
+    vd[i + half] = vs[i + half];
+  }
+  const float f = __fmul_rn(static_cast<float>(p), inv_freq[i]);
+  const float c = cosf(f), sn = sinf(f);
+  const float a = src[i], b = src[i + half];
+  dst[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, sn));
+  dst[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, sn));
 }
 
-// One block per (query row t, head h); its kAttnWarps warps split the keys 0 .. pos0+t in groups
-// of kKeysPerStep (independent loads in flight: one warp walking the keys one by one was
-// latency-bound in decode), each keeping a running max, sum and weighted V (online softmax); the
-// warps' states are merged through shared memory. Lanes hold head_dim/32 (rounded up) elements.
-constexpr int kMaxPerLane = 8;  // head_dim ≤ 256
-constexpr int kAttnWarps = 8, kKeysPerStep = 8;
-__global__ void __launch_bounds__(kAttnWarps * 32)
-    attention_k(const float* q, const float* kc, const float* vc, float* out, int pos0, int heads,
-                int kv_heads, int hd, float scale) {
-  __shared__ float sm_mx[kAttnWarps], sm_sum[kAttnWarps];
-  __shared__ float sm_acc[kAttnWarps][kMaxPerLane * 32];
-  const int t = blockIdx.x / heads, h = blockIdx.x % heads, kvh = h / (heads / kv_heads);
-  const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t q_stride = static_cast<int64_t>(heads) * hd;
-  const int64_t kv_stride = static_cast<int64_t>(kv_heads) * hd;
-  float qv[kMaxPerLane], acc[kMaxPerLane];
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
-    const int d = lane + 32 * i;
-    qv[i] = d < hd ? q[t * q_stride + h * hd + d] : 0.0f;
-    acc[i] = 0.0f;
-  }
-  float mx = -INFINITY, sum = 0.0f;
-  const int n_keys = pos0 + t + 1;
-  for (int j0 = w * kKeysPerStep; j0 < n_keys; j0 += kAttnWarps * kKeysPerStep) {
-    float sc[kKeysPerStep];
-#pragma unroll
-    for (int u = 0; u < kKeysPerStep; ++u) {
-      const int j = min(j0 + u, n_keys - 1);
-      const float* kr = kc + j * kv_stride + kvh * hd;
-      float s = 0.0f;
-#pragma unroll
-      for (int i = 0; i < kMaxPerLane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) s += qv[i] * kr[d];
-      }
-      sc[u] = s;
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2)
-#pragma unroll
-      for (int u = 0; u < kKeysPerStep; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], off);
-#pragma unroll
-    for (int u = 0; u < kKeysPerStep; ++u) {
-      const int j = j0 + u;
-      if (j >= n_keys) break;
-      const float s = sc[u] * scale;
-      const float mx_new = fmaxf(mx, s);
-      const float corr = expf(mx - mx_new), p = expf(s - mx_new);
-      sum = sum * corr + p;
-      const float* vr = vc + j * kv_stride + kvh * hd;
-#pragma unroll
-      for (int i = 0; i < kMaxPerLane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) acc[i] = acc[i] * corr + p * vr[d];
-      }
-      mx = mx_new;
-    }
-  }
-  if (lane == 0) {
-    sm_mx[w] = mx;
-    sm_sum[w] = sum;
-  }
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) sm_acc[w][lane + 32 * i] = acc[i];
-  __syncthreads();
-  if (w != 0) return;
-  float gmx = -INFINITY;
-  for (int k = 0; k < kAttnWarps; ++k) gmx = fmaxf(gmx, sm_mx[k]);
-  float total = 0.0f, f[kAttnWarps];
-  for (int k = 0; k < kAttnWarps; ++k) {
-    f[k] = sm_sum[k] > 0.0f ? expf(sm_mx[k] - gmx) : 0.0f;  // warps without keys contribute 0
-    total += sm_sum[k] * f[k];
-  }
-  const float inv = 1.0f / total;
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
-    const int d = lane + 32 * i;
-    if (d >= hd) continue;
-    float o = 0.0f;
-    for (int k = 0; k < kAttnWarps; ++k) o += sm_acc[k][d] * f[k];
-    out[t * q_stride + h * hd + d] = o * inv;
-  }
-}
-
-// Prefill: one block of kPfRows warps serves kPfRows consecutive query rows of one head; key and
-// value tiles of kPfKeys rows are staged in shared memory once for all of them (the per-row
-// kernel above re-read K and V from L2 for every query row). Each warp then walks the tile from
-// shared memory with the same online softmax. head_dim ≤ kPfMaxDim.
-constexpr int kPfRows = 16, kPfKeys = 32, kPfMaxDim = 128;
-__global__ void __launch_bounds__(kPfRows * 32)
-    attention_prefill_k(const float* q, const float* kc, const float* vc, float* out, int m,
-                        int pos0, int heads, int kv_heads, int hd, float scale) {
-  __shared__ float ks[kPfKeys][kPfMaxDim + 1], vs[kPfKeys][kPfMaxDim];
-  const int h = blockIdx.y, kvh = h / (heads / kv_heads);
-  const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int t = blockIdx.x * kPfRows + w;
-  const int64_t q_stride = static_cast<int64_t>(heads) * hd;
-  const int64_t kv_stride = static_cast<int64_t>(kv_heads) * hd;
-  constexpr int kPer = kPfMaxDim / 32;
-  float qv[kPer], acc[kPer];
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int d = lane + 32 * i;
-    qv[i] = t < m && d < hd ? q[t * q_stride + h * hd + d] : 0.0f;
-    acc[i] = 0.0f;
-  }
-  float mx = -INFINITY, sum = 0.0f;
-  const int n_keys = pos0 + t + 1;  // this row's causal limit
-  const int last_row = min(m - 1, static_cast<int>(blockIdx.x) * kPfRows + kPfRows - 1);
-  const int block_keys = pos0 + last_row + 1;
-  for (int k0 = 0; k0 < block_keys; k0 += kPfKeys) {
-    __syncthreads();  // the previous tile is no longer read
-    for (int e = threadIdx.x; e < kPfKeys * hd; e += blockDim.x) {
-      const int r = e / hd, d = e % hd, j = k0 + r;
-      const bool ok = j < block_keys;
-      ks[r][d] = ok ? kc[j * kv_stride + kvh * hd + d] : 0.0f;
-      vs[r][d] = ok ? vc[j * kv_stride + kvh * hd + d] : 0.0f;
-    }
-    __syncthreads();
-    if (t >= m) continue;
-    const int n_here = min(kPfKeys, n_keys - k0);
-    for (int r0 = 0; r0 < n_here; r0 += 8) {
-      float sc[8];
-#pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        float sdot = 0.0f;
-#pragma unroll
-        for (int i = 0; i < kPer; ++i) {
-          const int d = lane + 32 * i;
-          if (d < hd) sdot += qv[i] * ks[(r0 + u) % kPfKeys][d];
-        }
-        sc[u] = sdot;
-      }
-#pragma unroll
-      for (int off = 16; off > 0; off /= 2)
-#pragma unroll
-        for (int u = 0; u < 8; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], off);
-#pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        if (r0 + u >= n_here) break;
-        const float sv = sc[u] * scale;
-        const float mx_new = fmaxf(mx, sv);
-        const float corr = expf(mx - mx_new), p = expf(sv - mx_new);
-        sum = sum * corr + p;
-#pragma unroll
-        for (int i = 0; i < kPer; ++i) {
-          const int d = lane + 32 * i;
-          if (d < hd) acc[i] = acc[i] * corr + p * vs[r0 + u][d];
-        }
-        mx = mx_new;
-      }
-    }
-  }
-  if (t >= m) return;
-  const float inv = 1.0f / sum;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int d = lane + 32 * i;
-    if (d < hd) out[t * q_stride + h * hd + d] = acc[i] * inv;
-  }
-}
-
-__global__ void silu_mul_k(const float* g, const float* u, float* of, __nv_bfloat16* ob,
-                           int64_t n) {
+// gu rows are [gate (ffn) | up (ffn)], the fused gate/up GEMM's output.
+__global__ void silu_mul_k(const float* gu, int64_t ffn, float* of, __nv_bfloat16* ob, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float gv = g[i];
-    const float y = __fmul_rn(__fdiv_rn(gv, 1.0f + expf(-gv)), u[i]);
+    const int64_t t = i / ffn, j = i % ffn;
+    const float gv = gu[t * 2 * ffn + j];
+    const float y = __fmul_rn(__fdiv_rn(gv, 1.0f + expf(-gv)), gu[t * 2 * ffn + ffn + j]);
     if (of) of[i] = y;
     if (ob) ob[i] = __float2bfloat16_rn(y);
   }
@@ -282,50 +147,45 @@ void embed(const int32_t* ids, const float* table, float* x, int64_t m, int64_t 
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
-void rms_norm_bf16(const float* x, const float* w, float eps, int64_t m, int64_t d,
-                   __nv_bfloat16* out, cudaStream_t s) {
-  rms_norm_k<__nv_bfloat16>
-      <<<static_cast<unsigned>(m), kThreads, 0, s>>>(x, w, eps, static_cast<int>(d), out);
-  SQ_CUDA_CHECK(cudaGetLastError());
-}
-
-void rms_norm_f32(const float* x, const float* w, float eps, int64_t m, int64_t d, float* out,
-                  cudaStream_t s) {
-  rms_norm_k<float>
-      <<<static_cast<unsigned>(m), kThreads, 0, s>>>(x, w, eps, static_cast<int>(d), out);
-  SQ_CUDA_CHECK(cudaGetLastError());
-}
-
-void rope(float* x, int64_t m, int64_t heads, int64_t head_dim, int64_t pos0, const float* inv_freq,
-          cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(m), static_cast<unsigned>(heads));
-  rope_k<<<grid, static_cast<unsigned>(std::max<int64_t>(32, head_dim / 2)), 0, s>>>(
-      x, static_cast<int>(heads), static_cast<int>(head_dim), static_cast<int>(pos0), inv_freq);
-  SQ_CUDA_CHECK(cudaGetLastError());
-}
-
-void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
-               int64_t pos0, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale,
-               cudaStream_t s) {
-  if (m >= 8 && head_dim <= kPfMaxDim) {
-    const dim3 grid(static_cast<unsigned>((m + kPfRows - 1) / kPfRows),
-                    static_cast<unsigned>(heads));
-    attention_prefill_k<<<grid, kPfRows * 32, 0, s>>>(
-        q, k_cache, v_cache, out, static_cast<int>(m), static_cast<int>(pos0),
-        static_cast<int>(heads), static_cast<int>(kv_heads), static_cast<int>(head_dim), scale);
-    SQ_CUDA_CHECK(cudaGetLastError());
-    return;
+// Few rows (decode) get 1024-thread blocks: one 256-thread block per 4096-wide row was
+// latency-bound (14 µs on the H200).
+template <typename Out>
+void launch_rms_norm(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
+                     Out* out, cudaStream_t s) {
+  if (m <= 64) {
+    rms_norm_k<Out, 1024>
+        <<<static_cast<unsigned>(m), 1024, 0, s>>>(x, res, w, eps, static_cast<int>(d), out);
+  } else {
+    rms_norm_k<Out, kThreads>
+        <<<static_cast<unsigned>(m), kThreads, 0, s>>>(x, res, w, eps, static_cast<int>(d), out);
   }
-  const unsigned blocks = static_cast<unsigned>(m * heads);
-  attention_k<<<blocks, kAttnWarps * 32, 0, s>>>(
-      q, k_cache, v_cache, out, static_cast<int>(pos0), static_cast<int>(heads),
-      static_cast<int>(kv_heads), static_cast<int>(head_dim), scale);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
-void silu_mul(const float* gate, const float* up, float* out_f32, __nv_bfloat16* out_bf16,
-              int64_t n, cudaStream_t s) {
-  silu_mul_k<<<blocks_for(n), kThreads, 0, s>>>(gate, up, out_f32, out_bf16, n);
+void rms_norm_bf16(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
+                   __nv_bfloat16* out, cudaStream_t s) {
+  launch_rms_norm(x, res, w, eps, m, d, out, s);
+}
+
+void rms_norm_f32(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
+                  float* out, cudaStream_t s) {
+  launch_rms_norm(x, res, w, eps, m, d, out, s);
+}
+
+void rope_qkv_to_cache(const float* qkv, float* q_out, float* k_cache, float* v_cache,
+                       const int* pos, int64_t m, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                       const float* inv_freq, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(m), static_cast<unsigned>(heads + kv_heads));
+  rope_qkv_k<<<grid, static_cast<unsigned>(std::max<int64_t>(32, head_dim / 2)), 0, s>>>(
+      qkv, q_out, k_cache, v_cache, pos, static_cast<int>(heads), static_cast<int>(kv_heads),
+      static_cast<int>(head_dim), inv_freq);
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void silu_mul(const float* gu, int64_t m, int64_t ffn, float* out_f32, __nv_bfloat16* out_bf16,
+              cudaStream_t s) {
+  const int64_t n = m * ffn;
+  silu_mul_k<<<blocks_for(n), kThreads, 0, s>>>(gu, ffn, out_f32, out_bf16, n);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,7 +1,8 @@
 // Element-wise and attention kernels of the CUDA engine (engine.cu), fp32 throughout as the CPU
-// engine computes: embedding gather, RMSNorm to bf16 (the bf16 Linears' input), RoPE (HF
-// rotate_half), causal GQA attention over the fp32 KV cache with an online softmax (one warp per
-// query row and head), SiLU·up, residual and bias adds, fp32 → bf16.
+// engine computes: embedding gather, RMSNorm to bf16 (the bf16 Linears' input, optionally after
+// the residual add), RoPE (HF rotate_half, fused with the KV-cache write), causal GQA attention
+// over the fp32 KV cache with an online softmax (one warp per query row and head), SiLU·up,
+// residual and bias adds, fp32 → bf16.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -11,17 +12,27 @@
 namespace sq::cuda::ops {
 
 void embed(const int32_t* ids, const float* table, float* x, int64_t m, int64_t d, cudaStream_t s);
-void rms_norm_bf16(const float* x, const float* w, float eps, int64_t m, int64_t d,
+// res (nullable): x += res first, written back to x.
+void rms_norm_bf16(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
                    __nv_bfloat16* out, cudaStream_t s);
-void rms_norm_f32(const float* x, const float* w, float eps, int64_t m, int64_t d, float* out,
-                  cudaStream_t s);
-void rope(float* x, int64_t m, int64_t heads, int64_t head_dim, int64_t pos0, const float* inv_freq,
-          cudaStream_t s);
+void rms_norm_f32(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
+                  float* out, cudaStream_t s);
+// qkv [m, (heads + 2·kv_heads)·head_dim] → q_out [m, heads·head_dim] rotated; k rotated and v into
+// the layer's caches ([positions, kv_heads·head_dim]) at rows *pos .. *pos + m.
+void rope_qkv_to_cache(const float* qkv, float* q_out, float* k_cache, float* v_cache,
+                       const int* pos, int64_t m, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                       const float* inv_freq, cudaStream_t s);
+// Causal GQA attention (attention.cu) of query rows at positions *pos .. *pos + m (a device value,
+// so that a captured graph replays for any position) over the layer's caches [positions,
+// kv_heads·head_dim]. ws: attention_workspace_floats() floats of scratch for decode-sized m.
+int64_t attention_workspace_floats(int64_t heads, int64_t head_dim);
+bool attention_supports(int64_t head_dim);
 void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
-               int64_t pos0, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale,
-               cudaStream_t s);
-void silu_mul(const float* gate, const float* up, float* out_f32, __nv_bfloat16* out_bf16,
-              int64_t n, cudaStream_t s);
+               const int* pos, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale,
+               float* ws, cudaStream_t s);
+// gu [m, 2·ffn] = [gate | up] per row → silu(gate) · up, [m, ffn], fp32 and/or bf16.
+void silu_mul(const float* gu, int64_t m, int64_t ffn, float* out_f32, __nv_bfloat16* out_bf16,
+              cudaStream_t s);
 void add(float* x, const float* y, int64_t n, cudaStream_t s);
 void add_bias(float* y, const float* bias, int64_t m, int64_t n, cudaStream_t s);
 void to_bf16(const float* x, __nv_bfloat16* y, int64_t n, cudaStream_t s);

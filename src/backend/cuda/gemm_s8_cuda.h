@@ -3,9 +3,9 @@
 // epilogue y[m, n] = bf16(float(acc) · sx[m or 0] · sw[n or 0] + bias[n]) computed in that order
 // as the CPU reference does (gemm_s8.h), so the int32 results are bit-exact against it.
 // The Hopper kernel (sm_90a) streams tiles with the tensor-memory accelerator into a multi-stage
-// shared-memory ring guarded by mbarriers and multiplies them with wgmma m64n128k32; other GPUs
-// get a clear error for now. Requirements: K % 16 == 0 (TMA row strides are 16-byte multiples),
-// device pointers, 16-byte aligned A and W.
+// shared-memory ring guarded by mbarriers and multiplies them with wgmma m64n256k32 (m64n128k32 for
+// medium M); other GPUs get a clear error for now. Requirements: K % 16 == 0 (TMA row strides are
+// 16-byte multiples), device pointers, 16-byte aligned A and W.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +22,10 @@ struct GemmS8Epilogue {
   const float* bias = nullptr;  // [n] or null
   bool f32_out = false;         // set by gemm_s8_f32
 };
+
+// Tile width of the M > 16 kernel: chosen per shape (kAuto), or forced by tests and benchmarks.
+enum class GemmTileN { kAuto, k128, k256 };
+void set_gemm_tile_override(GemmTileN t);
 
 // True when the current device can run the sm_90a kernel.
 bool gemm_s8_supported();

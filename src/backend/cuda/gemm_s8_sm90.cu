@@ -22,12 +22,23 @@
 namespace sq::cuda {
 namespace {
 
-constexpr int kBM = 128, kBN = 256, kBK = 128;  // kBK in bytes = int8 elements = one swizzle row
-constexpr int kStages = 4;
-constexpr int kThreads = 384;  // producer warpgroup + two consumer warpgroups
-constexpr int kATileBytes = kBM * kBK, kWTileBytes = kBN * kBK;
-constexpr int kStageBytes = kATileBytes + kWTileBytes;
-constexpr int kSmemBytes = kStages * kStageBytes + 1024 + 2 * kStages * 8;
+constexpr int kBM = 128, kBK = 128;  // kBK in bytes = int8 elements = one swizzle row
+constexpr int kThreads = 384;        // producer warpgroup + two consumer warpgroups
+constexpr int kATileBytes = kBM * kBK;
+
+// Two tile widths: 256 columns (m64n256k32, the large-M workhorse) and 128 (m64n128k32) for
+// medium M, where 256-wide tiles leave SMs idle (M = 512, N = 4096 is 64 tiles for 132 SMs). The
+// narrower tile's smaller stages buy a deeper ring in the same shared memory.
+template <int BN>
+struct TileCfg {
+  static constexpr int kBN = BN;
+  static constexpr int kStages = BN == 256 ? 4 : 6;
+  static constexpr int kWTileBytes = BN * kBK;
+  static constexpr int kStageBytes = kATileBytes + kWTileBytes;
+  static constexpr int kAcc = BN / 2;  // int32 accumulators per consumer thread (64 × BN / 128)
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024 + 2 * kStages * 8;
+  static_assert(kAcc * 2 == kBN && kSmemBytes <= 227 * 1024);
+};
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SQ_SM90A 1
@@ -118,6 +129,39 @@ __device__ __forceinline__ void wgmma_m64n256k32_s8(int32_t (&d)[128], uint64_t 
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
+__device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], uint64_t desc_a,
+                                                    uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
+      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
+      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
+      "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]),
+        "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]),
+        "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]),
+        "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]),
+        "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]),
+        "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]),
+        "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]),
+        "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
+        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]),
+        "+r"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+
+// The wgmma for a BN-wide tile.
+template <int BN>
+__device__ __forceinline__ void wgmma_s8(int32_t (&d)[BN / 2], uint64_t desc_a, uint64_t desc_b,
+                                         int accumulate) {
+  if constexpr (BN == 256) {
+    wgmma_m64n256k32_s8(d, desc_a, desc_b, accumulate);
+  } else {
+    wgmma_m64n128k32_s8(d, desc_a, desc_b, accumulate);
+  }
+}
+
 // Tile t of the persistent walk → (row tile, column tile), grouped so that kGroupM consecutive
 // tiles share one column panel of W.
 __device__ __forceinline__ void tile_coords(int t, int tiles_m, int tiles_n, int& tm, int& tn) {
@@ -130,12 +174,14 @@ __device__ __forceinline__ void tile_coords(int t, int tiles_m, int tiles_n, int
 }
 #endif  // SQ_SM90A
 
-template <bool kBf16Out>
+template <int BN, bool kBf16Out>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_s8_sm90_kernel(const __grid_constant__ CUtensorMap map_a,
                         const __grid_constant__ CUtensorMap map_w, int32_t* c, uint16_t* y,
                         GemmS8Epilogue ep, int m, int n, int k) {
 #ifdef SQ_SM90A
+  using Cfg = TileCfg<BN>;
+  constexpr int kBN = Cfg::kBN, kStages = Cfg::kStages, kStageBytes = Cfg::kStageBytes;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
                                              ~static_cast<uintptr_t>(1023));
@@ -190,14 +236,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (kBf16Out) {
       asm volatile("bar.sync 1, 256;" ::: "memory");  // the previous tile's epilogue is done
       const int col = tn * kBN + ct, row = tm * kBM + ct;
-      sw_s[ct] = ep.per_channel ? (col < n ? ep.sw[col] : 0.0f) : ep.sw[0];
-      bias_s[ct] = ep.bias && col < n ? ep.bias[col] : 0.0f;
+      if (ct < kBN) {
+        sw_s[ct] = ep.per_channel ? (col < n ? ep.sw[col] : 0.0f) : ep.sw[0];
+        bias_s[ct] = ep.bias && col < n ? ep.bias[col] : 0.0f;
+      }
       if (ct < kBM) sx_s[ct] = ep.per_token ? (row < m ? ep.sx[row] : 0.0f) : ep.sx[0];
       asm volatile("bar.sync 1, 256;" ::: "memory");
     }
-    int32_t acc[128];
+    int32_t acc[Cfg::kAcc];
 #pragma unroll
-    for (int i = 0; i < 128; ++i) acc[i] = 0;
+    for (int i = 0; i < Cfg::kAcc; ++i) acc[i] = 0;
     for (int kt = 0; kt < k_tiles; ++kt, ++it) {
       const int s = it % kStages;
       mbar_wait(&full[s], (it / kStages) & 1);
@@ -206,8 +254,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 #pragma unroll
       for (int kk = 0; kk < kBK / 32; ++kk) {
-        wgmma_m64n256k32_s8(acc, smem_desc(a_tile + kk * 32), smem_desc(w_tile + kk * 32),
-                            (kt > 0 || kk > 0) ? 1 : 0);
+        wgmma_s8<BN>(acc, smem_desc(a_tile + kk * 32), smem_desc(w_tile + kk * 32),
+                     (kt > 0 || kk > 0) ? 1 : 0);
       }
       asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
       // Keep this slab's group in flight; the previous slab's group has retired, so its stage
@@ -315,6 +363,36 @@ int sm_count() {
   return n;
 }
 
+template <int BN, bool kBf16Out>
+void launch_tiles(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y,
+                  const GemmS8Epilogue& ep, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+  using Cfg = TileCfg<BN>;
+  const CUtensorMap map_a = make_map(a, m, k, kBM), map_w = make_map(w, n, k, BN);
+  static std::once_flag once;
+  std::call_once(once, [] {
+    SQ_CUDA_CHECK(cudaFuncSetAttribute(gemm_s8_sm90_kernel<BN, kBf16Out>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       Cfg::kSmemBytes));
+  });
+  const int64_t tiles = ((m + kBM - 1) / kBM) * ((n + BN - 1) / BN);
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sm_count()));
+  gemm_s8_sm90_kernel<BN, kBf16Out><<<grid, kThreads, Cfg::kSmemBytes, stream>>>(
+      map_a, map_w, c, y, ep, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k));
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+GemmTileN g_tile_override = GemmTileN::kAuto;
+
+// Persistent waves × tile width, the narrow tile's lower efficiency per column (smaller wgmma,
+// same A traffic) priced at 0.85: narrow wins when wide tiles would leave SMs idle.
+GemmTileN pick_tile(int64_t m, int64_t n) {
+  if (g_tile_override != GemmTileN::kAuto) return g_tile_override;
+  const int64_t sms = sm_count(), tm = (m + kBM - 1) / kBM;
+  const double wide = static_cast<double>((tm * ((n + 255) / 256) + sms - 1) / sms);
+  const double narrow = static_cast<double>((tm * ((n + 127) / 128) + sms - 1) / sms) * 0.5 / 0.85;
+  return narrow < wide ? GemmTileN::k128 : GemmTileN::k256;
+}
+
 template <bool kBf16Out>
 void launch(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const GemmS8Epilogue& ep,
             int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
@@ -328,22 +406,14 @@ void launch(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const Gem
     throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90) for M > 16");
   if (m > INT32_MAX / 2 || n > INT32_MAX / 2 || k > INT32_MAX / 2)
     throw std::runtime_error("CUDA INT8 GEMM: dimensions beyond 2^30");
-  const CUtensorMap map_a = make_map(a, m, k, kBM), map_w = make_map(w, n, k, kBN);
-  static std::once_flag once;
-  std::call_once(once, [] {
-    SQ_CUDA_CHECK(cudaFuncSetAttribute(gemm_s8_sm90_kernel<false>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-    SQ_CUDA_CHECK(cudaFuncSetAttribute(gemm_s8_sm90_kernel<true>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  });
-  const int64_t tiles = ((m + kBM - 1) / kBM) * ((n + kBN - 1) / kBN);
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sm_count()));
-  gemm_s8_sm90_kernel<kBf16Out><<<grid, kThreads, kSmemBytes, stream>>>(
-      map_a, map_w, c, y, ep, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k));
-  SQ_CUDA_CHECK(cudaGetLastError());
+  if (pick_tile(m, n) == GemmTileN::k128)
+    return launch_tiles<128, kBf16Out>(a, w, c, y, ep, m, n, k, stream);
+  launch_tiles<256, kBf16Out>(a, w, c, y, ep, m, n, k, stream);
 }
 
 }  // namespace
+
+void set_gemm_tile_override(GemmTileN t) { g_tile_override = t; }
 
 bool gemm_s8_supported() {
   int dev = 0, major = 0, minor = 0;

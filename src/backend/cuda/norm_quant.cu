@@ -1,7 +1,8 @@
-// Fused RMSNorm + per-token int8 quantization on the GPU (norm_quant_cuda.h): one 256-thread
-// block per row. The row is read once into registers/shared memory, its sum of squares and the
-// abs-max of the normalized values are block reductions, and the int8 row and its scale are
-// written directly: the normalized activations never round-trip through device memory.
+// Fused RMSNorm + per-token int8 quantization on the GPU (norm_quant_cuda.h): one block per row
+// (256 threads, 1024 for decode-sized batches). The row is read once into registers/shared memory,
+// its sum of squares and the abs-max of the normalized values are block reductions, and the int8
+// row and its scale are written directly: the normalized activations never round-trip through
+// device memory.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -13,14 +14,17 @@
 namespace sq::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kMaxPerThread = 32;  // rows up to 8192 wide stay in registers
+// Rows are one block each. Few rows (decode) get 1024-thread blocks: a 256-thread block walking
+// a 4096-wide row alone was latency-bound (12 µs for one RMSNorm row on the H200).
+constexpr int kThreads = 256, kWideThreads = 1024, kWideMaxRows = 64;
+constexpr int kMaxWidth = 8192;  // normed rows stay in registers
 
 __device__ __forceinline__ float load_f32(const float* p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float load_f32(const __nv_bfloat16* p, int64_t i) {
   return __bfloat162float(p[i]);
 }
 
+template <int Threads>
 __device__ float block_sum(float v, float* red) {
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
@@ -29,10 +33,11 @@ __device__ float block_sum(float v, float* red) {
   if (lane == 0) red[warp] = v;
   __syncthreads();
   float s = 0.0f;
-  for (int i = 0; i < kThreads / 32; ++i) s += red[i];  // same order in every thread
+  for (int i = 0; i < Threads / 32; ++i) s += red[i];  // same order in every thread
   return s;
 }
 
+template <int Threads>
 __device__ float block_max(float v, float* red) {
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
@@ -41,44 +46,50 @@ __device__ float block_max(float v, float* red) {
   if (lane == 0) red[warp] = v;
   __syncthreads();
   float s = 0.0f;
-  for (int i = 0; i < kThreads / 32; ++i) s = fmaxf(s, red[i]);
+  for (int i = 0; i < Threads / 32; ++i) s = fmaxf(s, red[i]);
   return s;
 }
 
-template <typename T, bool kNorm>
-__global__ void __launch_bounds__(kThreads)
-    rms_norm_quant_kernel(const T* __restrict__ x, const float* __restrict__ w, float eps, int d,
-                          int8_t* __restrict__ q, float* __restrict__ scales) {
-  __shared__ float red[kThreads / 32];
+// res (fp32 x only, nullable): the residual add x += res first, written back to x.
+template <typename T, bool kNorm, int Threads>
+__global__ void __launch_bounds__(Threads)
+    rms_norm_quant_kernel(T* __restrict__ x, const float* __restrict__ res,
+                          const float* __restrict__ w, float eps, int d, int8_t* __restrict__ q,
+                          float* __restrict__ scales) {
+  constexpr int kMaxPerThread = kMaxWidth / Threads;
+  __shared__ float red[Threads / 32];
   const int64_t row = blockIdx.x;
-  const T* xr = x + row * d;
+  T* xr = x + row * d;
   float v[kMaxPerThread];
   float ss = 0.0f;
 #pragma unroll
   for (int i = 0; i < kMaxPerThread; ++i) {
-    const int j = threadIdx.x + i * kThreads;
+    const int j = threadIdx.x + i * Threads;
     v[i] = j < d ? load_f32(xr, j) : 0.0f;
+    if constexpr (sizeof(T) == 4) {
+      if (res && j < d) xr[j] = v[i] = __fadd_rn(v[i], res[row * d + j]);
+    }
     ss = __fadd_rn(ss, __fmul_rn(v[i], v[i]));  // no FMA, as the CPU
   }
   float amax = 0.0f;
   if constexpr (kNorm) {
-    ss = block_sum(ss, red);
+    ss = block_sum<Threads>(ss, red);
     const float inv = 1.0f / sqrtf(__fdiv_rn(ss, static_cast<float>(d)) + eps);
 #pragma unroll
     for (int i = 0; i < kMaxPerThread; ++i) {
-      const int j = threadIdx.x + i * kThreads;
+      const int j = threadIdx.x + i * Threads;
       v[i] = j < d ? __fmul_rn(w[j], __fmul_rn(v[i], inv)) : 0.0f;  // HF order: w · (x · inv)
     }
   }
 #pragma unroll
   for (int i = 0; i < kMaxPerThread; ++i) amax = fmaxf(amax, fabsf(v[i]));
-  amax = block_max(amax, red);
+  amax = block_max<Threads>(amax, red);
   // NUMERICS §1: scale = max(absmax, 1e-5) / 127, q = clamp(rint(y / scale)) with a division.
   const float scale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
   if (threadIdx.x == 0) scales[row] = scale;
 #pragma unroll
   for (int i = 0; i < kMaxPerThread; ++i) {
-    const int j = threadIdx.x + i * kThreads;
+    const int j = threadIdx.x + i * Threads;
     if (j < d) {
       const float r = fminf(fmaxf(rintf(__fdiv_rn(v[i], scale)), -127.0f), 127.0f);
       q[row * d + j] = static_cast<int8_t>(r);
@@ -88,32 +99,94 @@ __global__ void __launch_bounds__(kThreads)
 
 // Rows of any width without a norm: two passes over the row (abs-max, then quantize); the
 // second reads it from L1/L2.
-__global__ void __launch_bounds__(kThreads)
+template <int Threads>
+__global__ void __launch_bounds__(Threads)
     quantize_rows_kernel(const float* __restrict__ x, int d, int8_t* __restrict__ q,
                          float* __restrict__ scales) {
-  __shared__ float red[kThreads / 32];
+  __shared__ float red[Threads / 32];
   const int64_t row = blockIdx.x;
   const float* xr = x + row * d;
   float amax = 0.0f;
-  for (int j = threadIdx.x; j < d; j += kThreads) amax = fmaxf(amax, fabsf(xr[j]));
-  amax = block_max(amax, red);
+  for (int j = threadIdx.x; j < d; j += Threads) amax = fmaxf(amax, fabsf(xr[j]));
+  amax = block_max<Threads>(amax, red);
   const float scale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
   if (threadIdx.x == 0) scales[row] = scale;
-  for (int j = threadIdx.x; j < d; j += kThreads) {
+  for (int j = threadIdx.x; j < d; j += Threads) {
     const float r = fminf(fmaxf(rintf(__fdiv_rn(xr[j], scale)), -127.0f), 127.0f);
     q[row * d + j] = static_cast<int8_t>(r);
   }
 }
 
+// SiLU(gate) · up of a fused [gate | up] row, quantized per token. The products are staged in
+// shared memory between the abs-max and the quantize pass (kStage), or recomputed for rows too
+// wide for it; the fp32 product never goes to device memory. Same arithmetic as ops::silu_mul.
+template <int Threads, bool kStage>
+__global__ void __launch_bounds__(Threads)
+    silu_mul_quant_kernel(const float* __restrict__ gu, int ffn, int8_t* __restrict__ q,
+                          float* __restrict__ scales) {
+  extern __shared__ float ys[];
+  __shared__ float red[Threads / 32];
+  const int64_t row = blockIdx.x;
+  const float* g = gu + row * 2 * ffn;
+  const float* u = g + ffn;
+  auto y = [&](int j) {
+    const float gv = g[j];
+    return __fmul_rn(__fdiv_rn(gv, 1.0f + expf(-gv)), u[j]);
+  };
+  float amax = 0.0f;
+  for (int j = threadIdx.x; j < ffn; j += Threads) {
+    const float v = y(j);
+    if constexpr (kStage) ys[j] = v;
+    amax = fmaxf(amax, fabsf(v));
+  }
+  amax = block_max<Threads>(amax, red);  // its barriers also publish ys
+  const float scale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
+  if (threadIdx.x == 0) scales[row] = scale;
+  for (int j = threadIdx.x; j < ffn; j += Threads) {
+    const float v = kStage ? ys[j] : y(j);
+    const float r = fminf(fmaxf(rintf(__fdiv_rn(v, scale)), -127.0f), 127.0f);
+    q[row * ffn + j] = static_cast<int8_t>(r);
+  }
+}
+
+constexpr int kMaxStageBytes = 200 * 1024;
+
+template <int Threads>
+void launch_silu(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
+                 cudaStream_t stream) {
+  const size_t bytes = static_cast<size_t>(ffn) * sizeof(float);
+  if (bytes > kMaxStageBytes) {
+    silu_mul_quant_kernel<Threads, false>
+        <<<static_cast<unsigned>(m), Threads, 0, stream>>>(gu, static_cast<int>(ffn), q, scales);
+  } else {
+    static const bool attr_set = [] {
+      SQ_CUDA_CHECK(cudaFuncSetAttribute(silu_mul_quant_kernel<Threads, true>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         kMaxStageBytes));
+      return true;
+    }();
+    (void)attr_set;
+    silu_mul_quant_kernel<Threads, true><<<static_cast<unsigned>(m), Threads, bytes, stream>>>(
+        gu, static_cast<int>(ffn), q, scales);
+  }
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
 template <typename T, bool kNorm>
-void launch(const T* x, const float* w, float eps, int64_t m, int64_t d, int8_t* q, float* scales,
-            cudaStream_t stream) {
-  if (d <= 0 || d > kThreads * kMaxPerThread)
+void launch(T* x, const float* res, const float* w, float eps, int64_t m, int64_t d, int8_t* q,
+            float* scales, cudaStream_t stream) {
+  if (d <= 0 || d > kMaxWidth)
     throw std::runtime_error("rms_norm_quant: hidden size " + std::to_string(d) +
                              " outside [1, 8192]");
   if (m <= 0) return;
-  rms_norm_quant_kernel<T, kNorm><<<static_cast<unsigned>(m), kThreads, 0, stream>>>(
-      x, w, eps, static_cast<int>(d), q, scales);
+  if (m <= kWideMaxRows) {
+    rms_norm_quant_kernel<T, kNorm, kWideThreads>
+        <<<static_cast<unsigned>(m), kWideThreads, 0, stream>>>(x, res, w, eps, static_cast<int>(d),
+                                                                q, scales);
+  } else {
+    rms_norm_quant_kernel<T, kNorm, kThreads><<<static_cast<unsigned>(m), kThreads, 0, stream>>>(
+        x, res, w, eps, static_cast<int>(d), q, scales);
+  }
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -121,22 +194,41 @@ void launch(const T* x, const float* w, float eps, int64_t m, int64_t d, int8_t*
 
 void rms_norm_quant_s8(const float* x, const float* w, float eps, int64_t m, int64_t d, int8_t* q,
                        float* scales, cudaStream_t stream) {
-  launch<float, true>(x, w, eps, m, d, q, scales, stream);
+  launch<float, true>(const_cast<float*>(x), nullptr, w, eps, m, d, q, scales, stream);
+}
+
+void add_rms_norm_quant_s8(float* x, const float* res, const float* w, float eps, int64_t m,
+                           int64_t d, int8_t* q, float* scales, cudaStream_t stream) {
+  launch<float, true>(x, res, w, eps, m, d, q, scales, stream);
+}
+
+void silu_mul_quant_s8(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
+                       cudaStream_t stream) {
+  if (ffn <= 0) throw std::runtime_error("silu_mul_quant_s8: empty rows");
+  if (m <= 0) return;
+  if (m <= kWideMaxRows) return launch_silu<kWideThreads>(gu, m, ffn, q, scales, stream);
+  launch_silu<kThreads>(gu, m, ffn, q, scales, stream);
 }
 
 void quantize_per_token_s8(const float* x, int64_t m, int64_t d, int8_t* q, float* scales,
                            cudaStream_t stream) {
   if (d <= 0) throw std::runtime_error("quantize_per_token_s8: empty rows");
   if (m <= 0) return;
-  quantize_rows_kernel<<<static_cast<unsigned>(m), kThreads, 0, stream>>>(x, static_cast<int>(d), q,
-                                                                          scales);
+  if (m <= kWideMaxRows) {
+    quantize_rows_kernel<kWideThreads>
+        <<<static_cast<unsigned>(m), kWideThreads, 0, stream>>>(x, static_cast<int>(d), q, scales);
+  } else {
+    quantize_rows_kernel<kThreads>
+        <<<static_cast<unsigned>(m), kThreads, 0, stream>>>(x, static_cast<int>(d), q, scales);
+  }
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
 void rms_norm_quant_s8(const uint16_t* x_bf16, const float* w, float eps, int64_t m, int64_t d,
                        int8_t* q, float* scales, cudaStream_t stream) {
-  launch<__nv_bfloat16, true>(reinterpret_cast<const __nv_bfloat16*>(x_bf16), w, eps, m, d, q,
-                              scales, stream);
+  launch<__nv_bfloat16, true>(
+      const_cast<__nv_bfloat16*>(reinterpret_cast<const __nv_bfloat16*>(x_bf16)), nullptr, w, eps,
+      m, d, q, scales, stream);
 }
 
 }  // namespace sq::cuda

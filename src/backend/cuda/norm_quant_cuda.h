@@ -14,6 +14,12 @@ namespace sq::cuda {
 
 void rms_norm_quant_s8(const float* x, const float* w, float eps, int64_t m, int64_t d, int8_t* q,
                        float* scales, cudaStream_t stream);
+// x += res (written back), then as rms_norm_quant_s8: the residual add fused with the next norm.
+void add_rms_norm_quant_s8(float* x, const float* res, const float* w, float eps, int64_t m,
+                           int64_t d, int8_t* q, float* scales, cudaStream_t stream);
+// silu(gate) · up of rows [gate (ffn) | up (ffn)], quantized per token into q [m, ffn].
+void silu_mul_quant_s8(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
+                       cudaStream_t stream);
 // Per-token quantization alone (inputs that no norm precedes: o_proj, down_proj), same rules.
 void quantize_per_token_s8(const float* x, int64_t m, int64_t d, int8_t* q, float* scales,
                            cudaStream_t stream);
