@@ -2,9 +2,11 @@
 // headers (DESIGN.md §2: only the registry and CMake know whether CUDA is built). The caller
 // describes the model with host pointers (DeviceModelSpec); the engine uploads what it needs and
 // keeps its own KV cache. Scope today: pre-norm RMSNorm decoders with RoPE and a gated SiLU MLP
-// (llama, mistral, qwen2), Linears in bf16 or in INT8 channel-token (per-channel weights,
-// per-token dynamic activations); activations, norms, RoPE, attention and the residual stream in
-// fp32, the lm_head in bf16.
+// (llama, mistral, qwen2). Linears in fp32 (the reference: calibration and FP baselines), bf16, or
+// real INT8 with every activation granularity of NUMERICS §2 (per-tensor weights arrive expanded
+// to per-channel scales, which is exact) and --quant-bmm; activations, norms, RoPE, attention and
+// the residual stream in fp32, the lm_head in bf16 (fp32 in fp32 engines). fp32 engines can
+// record calibration statistics.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +22,12 @@ struct DeviceLinearSpec {
   const int8_t* w_s8 = nullptr;     // [out, in] int8 (INT8 engines)
   const float* w_scales = nullptr;  // [out] per-channel scales (INT8 engines)
   const float* bias = nullptr;      // [out] or null
+  float in_scale = 0.0f;            // static activation scale (DeviceActQuant::kPerTensorStatic)
+  float out_scale = 0.0f;  // static output scale of q/k/v (--quant-bmm with static activations)
 };
+
+enum class DevicePrecision { kF32, kBf16, kInt8 };
+enum class DeviceActQuant { kPerToken, kPerTensorDynamic, kPerTensorStatic };
 
 struct DeviceLayerSpec {
   const float* attn_norm = nullptr;  // [hidden]
@@ -33,12 +40,25 @@ struct DeviceModelSpec {
   int64_t max_positions = 0;
   float eps = 1e-6f;
   double rope_theta = 10000.0;
-  bool int8 = false;    // INT8 channel-token Linears, else bf16
-  bool random = false;  // speed runs: random weights made on the device, all pointers ignored
+  DevicePrecision precision = DevicePrecision::kBf16;
+  DeviceActQuant act = DeviceActQuant::kPerToken;  // INT8 engines
+  bool quant_bmm = false;  // INT8 engines: q/k/v outputs quantized (before RoPE)
+  bool random = false;     // speed runs: random weights made on the device, all pointers ignored
   const float* embed = nullptr;       // [vocab, hidden]
   const float* final_norm = nullptr;  // [hidden]
   const float* lm_head = nullptr;     // [vocab, hidden]
   std::vector<DeviceLayerSpec> layer;
+};
+
+// Calibration statistics (NUMERICS §3) of an fp32 engine, per Linear input group: abs-max per
+// input channel of the inputs that q/k/v, o, gate/up and down (and lm_head) read, and abs-max per
+// output column of their outputs (q|k|v and gate|up concatenated as the engine computes them).
+struct DeviceLayerStats {
+  std::vector<float> attn_in, qkv_out, o_in, o_out, mlp_in, gate_up_out, down_in, down_out;
+};
+struct DeviceStats {
+  std::vector<DeviceLayerStats> layers;
+  std::vector<float> lm_in, lm_out;
 };
 
 class DeviceEngine {
@@ -53,6 +73,9 @@ class DeviceEngine {
   virtual void forward(const int32_t* tokens, int64_t n, std::vector<float>& logits,
                        bool last_only) = 0;
   virtual int64_t linear_weight_bytes() const = 0;
+  // fp32 engines: zero the statistics and record every later forward into them.
+  virtual void start_stats() = 0;
+  virtual DeviceStats read_stats() = 0;
   virtual std::string describe() const = 0;
 };
 

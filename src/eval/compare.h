@@ -37,5 +37,10 @@ struct QuantEvalResult {
 // FP model, window by window.
 QuantEvalResult evaluate_against_fp(const Model& fp, const Model& q, const ForwardOptions& q_fwd,
                                     std::span<const int32_t> ids, const PerplexityOptions& opt);
+// The same with both models on a device (--device cuda): `fp` is the reference engine (fp32
+// Linears), `q` the quantized one. on_window sees the quantized logits.
+QuantEvalResult evaluate_against_fp(DeviceEngine& fp, DeviceEngine& q, const ModelConfig& cfg,
+                                    std::span<const int32_t> ids, const PerplexityOptions& opt,
+                                    const WindowFn& on_window = {});
 
 }  // namespace sq

@@ -1,9 +1,10 @@
 #include "quant/device_model.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "core/error.h"
-#include "quant/quantizer.h"
+#include "core/progress.h"
 
 namespace sq {
 namespace {
@@ -16,7 +17,7 @@ void check_supported(const ModelConfig& c) {
            c.model_type);
 }
 
-DeviceModelSpec shape_spec(const ModelConfig& c, bool int8) {
+DeviceModelSpec shape_spec(const ModelConfig& c, DevicePrecision precision) {
   DeviceModelSpec s;
   s.vocab = c.vocab_size;
   s.hidden = c.hidden_size;
@@ -28,57 +29,19 @@ DeviceModelSpec shape_spec(const ModelConfig& c, bool int8) {
   s.max_positions = c.max_positions;
   s.eps = c.norm_eps;
   s.rope_theta = c.rope_theta;
-  s.int8 = int8;
+  s.precision = precision;
   return s;
 }
 
-}  // namespace
-
-DeviceModelSpec random_device_spec(const ModelConfig& cfg, bool int8) {
-  check_supported(cfg);
-  DeviceModelSpec s = shape_spec(cfg, int8);
-  s.random = true;
-  return s;
-}
-
-std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, bool int8) {
-  const ModelConfig& cfg = model.config();
-  check_supported(cfg);
+// The spec of `model` with each Linear described by `linear` (its storage kept alive by it).
+template <typename LinearFn>
+std::unique_ptr<DeviceEngine> start(const Model& model, DeviceModelSpec s, LinearFn linear) {
   const ModelWeights& w = model.weights();
-  DeviceModelSpec s = shape_spec(cfg, int8);
   s.embed = w.embed_tokens.data();
   s.final_norm = w.final_norm.weight.data();
   s.lm_head = w.lm_head.weight.data();
-  // Host int8 copies live until the engine has uploaded them (in make_cuda_engine).
-  std::vector<std::vector<int8_t>> q_store;
-  std::vector<std::vector<float>> s_store;
-  auto linear = [&](const Linear& l) {
-    DeviceLinearSpec d{l.in, l.out};
-    d.bias = l.bias.empty() ? nullptr : l.bias.data();
-    if (!int8) {
-      SQ_CHECK(!l.weight.empty(), "{} holds INT8 weights; it runs on the GPU in INT8 only", l.name);
-      d.weight = l.weight.data();
-      return d;
-    }
-    SQ_CHECK(l.int8 || !l.weight.empty(), "internal error: {} has neither fp32 nor int8 weights",
-             l.name);
-    if (l.int8) {
-      d.w_s8 = l.int8->data;
-      s_store.emplace_back(l.int8->scales);
-      if (s_store.back().size() == 1)
-        s_store.back().assign(static_cast<size_t>(l.out), l.int8->scales[0]);
-    } else {
-      q_store.emplace_back(static_cast<size_t>(l.in * l.out));
-      s_store.emplace_back(static_cast<size_t>(l.out));
-      quant::quantize_weight_per_channel(l.weight.data(), l.out, l.in, q_store.back().data(),
-                                         s_store.back().data());
-      d.w_s8 = q_store.back().data();
-    }
-    d.w_scales = s_store.back().data();
-    return d;
-  };
-  q_store.reserve(static_cast<size_t>(cfg.n_layers) * kNumLinearRoles);
-  s_store.reserve(static_cast<size_t>(cfg.n_layers) * kNumLinearRoles);
+  SQ_CHECK(!w.lm_head.weight.empty() && !w.embed_tokens.empty(),
+           "internal error: the model has no fp32 embedding or lm_head");
   for (const LayerWeights& lw : w.layers) {
     DeviceLayerSpec d;
     d.attn_norm = lw.attn_norm.weight.data();
@@ -93,6 +56,112 @@ std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, bool int8) 
     s.layer.push_back(d);
   }
   return make_cuda_engine(s);
+}
+
+DeviceActQuant device_act(ActGranularity a) {
+  switch (a) {
+    case ActGranularity::kPerTokenDynamic:
+      return DeviceActQuant::kPerToken;
+    case ActGranularity::kPerTensorDynamic:
+      return DeviceActQuant::kPerTensorDynamic;
+    case ActGranularity::kPerTensorStatic:
+      return DeviceActQuant::kPerTensorStatic;
+  }
+  return DeviceActQuant::kPerToken;
+}
+
+}  // namespace
+
+DeviceModelSpec random_device_spec(const ModelConfig& cfg, DevicePrecision precision) {
+  check_supported(cfg);
+  DeviceModelSpec s = shape_spec(cfg, precision);
+  s.random = true;
+  return s;
+}
+
+std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, DevicePrecision precision) {
+  SQ_CHECK(precision != DevicePrecision::kInt8,
+           "internal error: INT8 device engines are made from an Int8Executor");
+  check_supported(model.config());
+  return start(model, shape_spec(model.config(), precision), [](const Linear& l) {
+    SQ_CHECK(!l.weight.empty(), "{} holds INT8 weights; it runs on the GPU in INT8 only", l.name);
+    DeviceLinearSpec d{l.in, l.out};
+    d.weight = l.weight.data();
+    d.bias = l.bias.empty() ? nullptr : l.bias.data();
+    return d;
+  });
+}
+
+std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec) {
+  check_supported(model.config());
+  DeviceModelSpec s = shape_spec(model.config(), DevicePrecision::kInt8);
+  s.act = device_act(exec.act());
+  s.quant_bmm = exec.int8_kv();
+  // Host int8 copies live until the engine has uploaded them (in make_cuda_engine).
+  std::vector<Int8Executor::Exported> store;
+  store.reserve(static_cast<size_t>(model.config().n_layers) * kNumLinearRoles);
+  return start(model, s, [&](const Linear& l) {
+    store.push_back(exec.export_linear(l));
+    const Int8Executor::Exported& x = store.back();
+    DeviceLinearSpec d{l.in, l.out};
+    d.w_s8 = x.w.data();
+    d.w_scales = x.scales.data();
+    d.bias = l.bias.empty() ? nullptr : l.bias.data();
+    d.in_scale = x.in_scale;
+    d.out_scale = x.out_scale;
+    return d;
+  });
+}
+
+ActStats calibrate_on_device(const Model& model, const CalibSet& set) {
+  const ModelConfig& cfg = model.config();
+  int64_t longest = 0;
+  for (const auto& d : set.docs)
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(d.size()));
+  SQ_CHECK(longest <= cfg.max_positions,
+           "--seq-len {} exceeds the model's {} positions; use a smaller --seq-len", longest,
+           cfg.max_positions);
+  auto engine = make_device_engine(model, DevicePrecision::kF32);
+  engine->start_stats();
+  std::vector<float> logits;
+  Progress progress("calibrate (cuda)", set.tokens, "tokens");
+  for (const auto& d : set.docs) {
+    engine->reset(longest);
+    engine->forward(d.data(), static_cast<int64_t>(d.size()), logits, false);
+    progress.add(static_cast<int64_t>(d.size()));
+  }
+  progress.done();
+  const DeviceStats ds = engine->read_stats();
+
+  ActStats stats;
+  // Columns [c0, c0 + n) of an output abs-max row → one Linear's per-tensor output abs-max.
+  auto range_max = [](const std::vector<float>& v, int64_t c0, int64_t n) {
+    return *std::max_element(v.begin() + c0, v.begin() + c0 + n);
+  };
+  auto put = [&](const Linear& lin, const std::vector<float>& in, float out_max) {
+    LinearStats& s = stats.linears()[lin.name];
+    s.channel_absmax = in;
+    s.input_absmax = *std::max_element(in.begin(), in.end());
+    s.output_absmax = out_max;
+  };
+  const int64_t qd = cfg.n_heads * cfg.head_dim, kvd = cfg.n_kv_heads * cfg.head_dim;
+  for (size_t l = 0; l < ds.layers.size(); ++l) {
+    const LayerWeights& lw = model.weights().layers[l];
+    const DeviceLayerStats& s = ds.layers[l];
+    put(lw.linear(LinearRole::kQ), s.attn_in, range_max(s.qkv_out, 0, qd));
+    put(lw.linear(LinearRole::kK), s.attn_in, range_max(s.qkv_out, qd, kvd));
+    put(lw.linear(LinearRole::kV), s.attn_in, range_max(s.qkv_out, qd + kvd, kvd));
+    put(lw.linear(LinearRole::kO), s.o_in, range_max(s.o_out, 0, cfg.hidden_size));
+    put(lw.linear(LinearRole::kGate), s.mlp_in, range_max(s.gate_up_out, 0, cfg.intermediate_size));
+    put(lw.linear(LinearRole::kUp), s.mlp_in,
+        range_max(s.gate_up_out, cfg.intermediate_size, cfg.intermediate_size));
+    put(lw.linear(LinearRole::kDown), s.down_in, range_max(s.down_out, 0, cfg.hidden_size));
+  }
+  put(model.weights().lm_head, ds.lm_in, range_max(ds.lm_out, 0, cfg.vocab_size));
+  stats.info.documents = static_cast<int64_t>(set.docs.size());
+  stats.info.tokens = set.tokens;
+  stats.info.separator = set.separator;
+  return stats;
 }
 
 }  // namespace sq

@@ -1,19 +1,30 @@
-// Starts a loaded model on a GPU (backend/device_engine.h): describes its weights to the engine,
-// quantizing each Linear per output channel on the host for INT8 engines (the same quantizer as
-// the CPU INT8 path, so both run identical int8 weights), or passing the int8 weights of an INT8
-// checkpoint as they are. Supports pre-norm RMSNorm decoders with RoPE and a gated SiLU MLP.
+// Starts a loaded model on a GPU (backend/device_engine.h): describes its weights to the engine.
+// FP models run with fp32 Linears (the reference: calibration, FP baselines of evaluations) or
+// bf16 ones; INT8 models run exactly what an Int8Executor runs on the CPU — the same int8 weights
+// and scales, activation granularity, static scales and --quant-bmm. Supports pre-norm RMSNorm
+// decoders with RoPE and a gated SiLU MLP. Also: calibration statistics measured on the GPU.
 #pragma once
 
 #include <memory>
 
 #include "backend/device_engine.h"
 #include "model/model.h"
+#include "quant/act_stats.h"
+#include "quant/calibrate.h"
+#include "quant/int8_linear.h"
 
 namespace sq {
 
-std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, bool int8);
+// fp32 or bf16 Linears of an FP model.
+std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, DevicePrecision precision);
+// Real INT8 Linears as `exec` runs them for `model` (a quantized model or an INT8 checkpoint).
+std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec);
 
 // A spec for speed runs: the model's shapes with random weights made on the device.
-DeviceModelSpec random_device_spec(const ModelConfig& cfg, bool int8);
+DeviceModelSpec random_device_spec(const ModelConfig& cfg, DevicePrecision precision);
+
+// calibrate() (quant/calibrate.h) on the GPU: the documents run through an fp32 engine and the
+// same statistics come back per HF module name. Agrees with the CPU within fp32 summation order.
+ActStats calibrate_on_device(const Model& model, const CalibSet& set);
 
 }  // namespace sq

@@ -88,7 +88,8 @@ QuantModel build_quant_model(const Model& fp, const QuantSetup& setup, const Act
     SQ_CHECK(calib != nullptr,
              "scheme o3 needs --calib-text: its static scales come from a pass over the smoothed "
              "model");
-    static_stats = calibrate(*q.model, *calib);
+    static_stats =
+        setup.calibrator ? setup.calibrator(*q.model, *calib) : calibrate(*q.model, *calib);
   }
   const SchemeSpec spec = scheme_spec(setup.quant.scheme);
   const ActStats* st = static_stats ? &*static_stats : nullptr;

@@ -5,6 +5,7 @@
 // this path to fp32 rounding, because the integer products are exact.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,12 +35,16 @@ class FakeQuantExecutor : public LinearExecutor {
 // Replaces every decoder Linear's weight by its fake-quantized value (lm_head excluded).
 void fake_quantize_weights(ModelWeights& w, WeightGranularity g);
 
+struct CalibSet;
+
 // How to build a quantized variant of a model.
 struct QuantSetup {
   QuantConfig quant;
   std::optional<float> alpha;          // smoothing α; nullopt: no smoothing
   std::vector<float> per_group_alpha;  // --alpha auto: α per smoothing group (overrides alpha)
   bool keep_fp_weights = false;        // INT8 mode: keep the smoothed fp32 weights (GPU upload)
+  // o3's pass over the smoothed model; empty: calibrate() on the CPU (a GPU run plugs in its own).
+  std::function<ActStats(const Model&, const CalibSet&)> calibrator;
 };
 
 // A quantized variant: its own weights (copy-on-write of the FP model's), the executor, and
@@ -54,7 +59,6 @@ struct QuantModel {
 // Builds the variant: smooth (if asked) with `act_stats`, then for o3 calibrate static scales on
 // the smoothed FP model with `calib`, then fake-quantize the weights (mode fake) or quantize and
 // pack them for the int8 kernels (mode int8; the fp32 copies are released).
-struct CalibSet;
 QuantModel build_quant_model(const Model& fp, const QuantSetup& setup, const ActStats* act_stats,
                              const CalibSet* calib, const std::string& stats_source);
 

@@ -51,6 +51,31 @@ Int8Executor::Int8Executor(const ModelWeights& w, WeightGranularity weight, ActG
   });
 }
 
+Int8Executor::Exported Int8Executor::export_linear(const Linear& lin) const {
+  const Entry& e = entry(lin);
+  Exported x;
+  x.in_scale = e.in_scale;
+  x.out_scale = e.out_scale;
+  const size_t n = static_cast<size_t>(lin.out * lin.in);
+  if (lin.int8) {
+    x.w.assign(lin.int8->data, lin.int8->data + n);
+  } else {
+    SQ_CHECK(!lin.weight.empty(),
+             "{}: its fp32 weights were released; build the model with fp32 weights kept",
+             lin.name);
+    x.w.resize(n);
+    std::vector<float> s(e.per_channel ? static_cast<size_t>(lin.out) : 1);
+    if (e.per_channel) {
+      quant::quantize_weight_per_channel(lin.weight.data(), lin.out, lin.in, x.w.data(), s.data());
+    } else {
+      quant::quantize_weight_per_tensor(lin.weight.data(), lin.out, lin.in, x.w.data(), s.data());
+    }
+  }
+  x.scales = e.w_scales;
+  if (x.scales.size() == 1) x.scales.assign(static_cast<size_t>(lin.out), e.w_scales[0]);
+  return x;
+}
+
 size_t Int8Executor::weight_bytes() const {
   size_t b = 0;
   for (const auto& [n, e] : entries_) b += e.packed.bytes() + e.w_scales.size() * sizeof(float);

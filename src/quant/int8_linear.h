@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/cpu/gemm_s8.h"
 #include "model/model.h"
@@ -36,6 +37,17 @@ class Int8Executor : public LinearExecutor {
                    float* row_scales, const QuantizedInput* qx) const override;
 
   size_t weight_bytes() const;  // packed int8 weights + scales
+  ActGranularity act() const { return act_; }
+
+  // One Linear as this executor runs it, for device engines: row-major int8 weights (the same
+  // quantizer, so the same integers as the packed ones), scales expanded per output channel
+  // (exact for per-tensor weights), and the static input/output scales (0 when dynamic).
+  struct Exported {
+    std::vector<int8_t> w;
+    std::vector<float> scales;
+    float in_scale = 0, out_scale = 0;
+  };
+  Exported export_linear(const Linear& lin) const;
   cpu::Isa isa() const { return isa_; }
 
  private:

@@ -79,10 +79,12 @@ Speed measure_device(DeviceEngine& e, const std::vector<int32_t>& prompt, int64_
   return best;
 }
 
-// --device cuda: the bf16 engine against the INT8 channel-token engine on the GPU.
+// --device cuda: the bf16 engine against the INT8 engine of --scheme on the GPU.
 void run_bench_device(const BenchArgs& a) {
   SQ_CHECK(a.device == "cuda", "--device {}: use cpu or cuda", a.device);
-  SQ_CHECK(a.scheme == "channel-token", "--device cuda benchmarks --scheme channel-token only");
+  const Scheme scheme = parse_scheme_flag(a.scheme);
+  SQ_CHECK(scheme_spec(scheme).act != ActGranularity::kPerTensorStatic,
+           "bench runs dynamic schemes (channel-token, o1, o2, w8a8); o3 runs at o2's speed");
   const ModelConfig cfg = load_model_config(a.model);
   SQ_CHECK(a.prompt + a.n <= cfg.max_positions, "-p {} + -n {} exceeds the model's {} positions",
            a.prompt, a.n, cfg.max_positions);
@@ -94,8 +96,23 @@ void run_bench_device(const BenchArgs& a) {
   Speed sp[2];
   int64_t bytes[2] = {0, 0};
   for (int i8 = 0; i8 < 2; ++i8) {  // one engine on the device at a time
-    auto e = a.random_weights ? make_cuda_engine(random_device_spec(cfg, i8 == 1))
-                              : make_device_engine(*fp, i8 == 1);
+    std::unique_ptr<DeviceEngine> e;
+    if (a.random_weights) {
+      DeviceModelSpec spec =
+          random_device_spec(cfg, i8 ? DevicePrecision::kInt8 : DevicePrecision::kBf16);
+      spec.act = scheme_spec(scheme).act == ActGranularity::kPerTokenDynamic
+                     ? DeviceActQuant::kPerToken
+                     : DeviceActQuant::kPerTensorDynamic;
+      e = make_cuda_engine(spec);
+    } else if (i8) {
+      QuantSetup setup;
+      setup.quant = {scheme, false, QuantMode::kInt8};
+      setup.keep_fp_weights = true;
+      const QuantModel q = build_quant_model(*fp, setup, nullptr, nullptr, "");
+      e = make_device_engine(*q.model, dynamic_cast<const Int8Executor&>(*q.executor));
+    } else {
+      e = make_device_engine(*fp, DevicePrecision::kBf16);
+    }
     sp[i8] = measure_device(*e, prompt, a.n, a.reps, cfg.vocab_size);
     bytes[i8] = e->linear_weight_bytes();
   }

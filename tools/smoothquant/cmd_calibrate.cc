@@ -1,11 +1,12 @@
 // smoothquant calibrate MODEL --text FILE [--samples 512] [--seq-len 512] [--separator STR]
-//                         -o SCALES.safetensors
+//                         [--device cpu|cuda] -o SCALES.safetensors
 #include <fmt/format.h>
 
 #include "cli_common.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "quant/calibrate.h"
+#include "quant/device_model.h"
 #include "quant/smooth.h"
 
 namespace sq::cli {
@@ -16,6 +17,7 @@ struct CalibrateArgs {
   int64_t samples = 512, seq_len = 512;
   bool shuffle = false, json = false;
   uint64_t seed = 42;
+  std::string device = "cpu";
 };
 
 void run_calibrate(const CalibrateArgs& a) {
@@ -26,7 +28,7 @@ void run_calibrate(const CalibrateArgs& a) {
   const auto tok = load_tokenizer(a.model);
   const CalibSet set = make_calib_set(
       text, *tok, {a.separator, a.samples, a.seq_len, a.shuffle, a.seed}, "--text " + a.text);
-  ActStats stats = calibrate(model, set);
+  ActStats stats = a.device == "cuda" ? calibrate_on_device(model, set) : calibrate(model, set);
   stats.info.model = a.model;
   stats.info.text_file = a.text;
   stats.info.seq_len = a.seq_len;
@@ -69,6 +71,11 @@ Runner register_calibrate(CLI::App& app) {
                 "Document separator (default: <|endoftext|> when present, else a blank line)");
   c->add_flag("--shuffle", a->shuffle, "Shuffle documents before taking --samples");
   c->add_option("--seed", a->seed, "Shuffle seed")->capture_default_str();
+  c->add_option("--device", a->device,
+                "cpu, or cuda: run the documents through an fp32 engine on the GPU (llama, "
+                "mistral, qwen2); same statistics up to fp32 summation order")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   c->add_flag("--json", a->json, "Print a JSON summary");
   return [a] { run_calibrate(*a); };
 }

@@ -9,13 +9,14 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "eval/compare.h"
+#include "quant/device_model.h"
 #include "quant_flags.h"
 
 namespace sq::cli {
 namespace {
 
 struct EvaluateArgs {
-  std::string model, text, alphas, mode = "fake";
+  std::string model, text, alphas, mode, device = "cpu";
   CalibFlags calib;
   int64_t ctx = 256, max_windows = 40;
   bool json = false;
@@ -40,6 +41,11 @@ std::vector<std::string> split_list(const std::string& s) {
 
 void run_evaluate(const EvaluateArgs& a) {
   SQ_CHECK(!a.calib.calib_text.empty(), "evaluate needs --calib-text (calibration documents)");
+  const bool cuda = a.device == "cuda";
+  // The GPU runs real INT8 only; on the CPU the default is the fake-quant simulation.
+  const std::string mode = a.mode.empty() ? (cuda ? "int8" : "fake") : a.mode;
+  SQ_CHECK(!(cuda && mode == "fake"),
+           "--device cuda evaluates real INT8 (--mode int8); fake quantization runs on the CPU");
   const std::string text = read_text_arg(a.text, "--text");
   const Model model = Model::load(a.model);
   const auto tok = load_tokenizer(a.model);
@@ -47,7 +53,12 @@ void run_evaluate(const EvaluateArgs& a) {
   const PerplexityOptions popt{a.ctx, a.max_windows};
   SQ_CHECK(count_windows(static_cast<int64_t>(ids.size()), popt) > 0,
            "--text {} has {} tokens, fewer than one window of --ctx {}", a.text, ids.size(), a.ctx);
-  CalibContext calib = resolve_calibration(model, *tok, a.calib, true);
+  CalibFlags cf = a.calib;
+  cf.on_device = cuda;
+  CalibContext calib = resolve_calibration(model, *tok, cf, true);
+  // The fp32 reference on the GPU, built once for every row.
+  std::unique_ptr<DeviceEngine> fp_engine;
+  if (cuda) fp_engine = make_device_engine(model, DevicePrecision::kF32);
 
   std::vector<std::string> alphas = split_list(a.alphas);
   if (alphas.empty()) alphas.push_back(fmt::format("{:g}", default_alpha(model.config())));
@@ -65,7 +76,7 @@ void run_evaluate(const EvaluateArgs& a) {
                   bool bmm) {
     log::info("evaluating {}", name);
     BuiltQuant b =
-        build_from_flags(model, scheme, alpha, no_smooth, bmm, calib, parse_mode_flag(a.mode));
+        build_from_flags(model, scheme, alpha, no_smooth, bmm, calib, parse_mode_flag(mode), cuda);
     Row row{name,
             std::string(scheme_name(scheme)),
             no_smooth ? "-" : alpha,
@@ -73,7 +84,12 @@ void run_evaluate(const EvaluateArgs& a) {
             {},
             b.alpha_choices,
             b.alpha_winner};
-    row.r = evaluate_against_fp(model, *b.q.model, b.q.forward_options(), ids, popt);
+    if (cuda) {
+      auto q = make_device_engine(*b.q.model, dynamic_cast<const Int8Executor&>(*b.q.executor));
+      row.r = evaluate_against_fp(*fp_engine, *q, model.config(), ids, popt);
+    } else {
+      row.r = evaluate_against_fp(model, *b.q.model, b.q.forward_options(), ids, popt);
+    }
     rows.push_back(std::move(row));
   };
   // The paper quantizes the BMM inputs for its O-levels; the channel-token recipe leaves them FP.
@@ -113,6 +129,8 @@ void run_evaluate(const EvaluateArgs& a) {
     }
     print_json({{"model", a.model},
                 {"text", a.text},
+                {"device", a.device},
+                {"mode", mode},
                 {"ctx", a.ctx},
                 {"n_windows", fp.n_windows},
                 {"n_predicted", fp.n_predicted},
@@ -126,9 +144,10 @@ void run_evaluate(const EvaluateArgs& a) {
     return;
   }
   fmt::print(
-      "model {}: {} windows x {} tokens of {}; calibration {} documents / {} tokens of {}\n\n",
+      "model {}: {} windows x {} tokens of {}; calibration {} documents / {} tokens of {}; {} "
+      "on {}\n\n",
       a.model, fp.n_windows, a.ctx, a.text, calib.stats->info.documents, calib.stats->info.tokens,
-      a.calib.calib_text);
+      a.calib.calib_text, mode == "int8" ? "real INT8" : "fake quantization", a.device);
   fmt::print("| {:<40} | {:<13} | {:<5} | {:<4} | {:>10} | {:>9} | {:>9} | {:>6} |\n", "config",
              "scheme", "α", "bmm", "ppl", "Δ vs FP", "KL", "top-1");
   fmt::print("|{:-<42}|{:-<15}|{:-<7}|{:-<6}|{:->12}|{:->11}|{:->11}|{:->8}|\n", "", "", "", "", "",
@@ -175,6 +194,11 @@ Runner register_evaluate(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   add_calib_flags(c, a->calib, true);
   add_mode_flag(c, a->mode);
+  c->add_option("--device", a->device,
+                "cpu, or cuda: calibration, the fp32 reference and every row (real INT8) on the "
+                "GPU; llama/mistral/qwen2")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   c->add_flag("--json", a->json, "One JSON object with every row");
   return [a] { run_evaluate(*a); };
 }

@@ -1,4 +1,5 @@
 // smoothquant generate MODEL --prompt STR [-n 64] [--temperature 0] [--top-p 1] [--seed S]
+//                        [--device cpu|cuda]
 // Greedy at temperature 0, otherwise temperature + nucleus sampling. Text streams to stdout as
 // tokens are produced; timing goes to stderr.
 #include <fmt/format.h>
@@ -8,11 +9,14 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <optional>
 #include <random>
+#include <span>
 
 #include "cli_common.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "quant/device_model.h"
 #include "quant/int8_linear.h"
 #include "tokenizer/tokenizer.h"
 
@@ -25,6 +29,7 @@ struct GenerateArgs {
   float temperature = 0.0f, top_p = 1.0f;
   uint64_t seed = 0;
   bool json = false;
+  std::string device = "cpu";
 };
 
 int32_t sample(const float* logits, int64_t vocab, float temperature, float top_p,
@@ -76,12 +81,29 @@ void run_generate(const GenerateArgs& a) {
   SQ_CHECK(total <= cfg.max_positions,
            "prompt ({} tokens) + -n {} exceeds the model's {} positions; shorten one of them",
            ids.size(), a.n, cfg.max_positions);
-  KvCache cache(cfg, total);
+  // One step of the model over the cache: the CPU engine, or a GPU engine (bf16 Linears for FP
+  // models, real INT8 for INT8 checkpoints).
+  std::optional<KvCache> cache;
+  std::unique_ptr<DeviceEngine> engine;
+  if (a.device == "cuda") {
+    engine = loaded.int8() ? make_device_engine(model, *loaded.executor)
+                           : make_device_engine(model, DevicePrecision::kBf16);
+    engine->reset(total);
+  } else {
+    cache.emplace(cfg, total);
+  }
+  auto step = [&](std::span<const int32_t> tokens, std::vector<float>& out) {
+    if (engine) {
+      engine->forward(tokens.data(), static_cast<int64_t>(tokens.size()), out, true);
+    } else {
+      model.forward(tokens, *cache, out, fo);
+    }
+  };
   std::vector<float> logits;
   std::mt19937_64 rng(a.seed);
   const size_t n_prompt = ids.size();
   const auto t0 = std::chrono::steady_clock::now();
-  model.forward(ids, cache, logits, fo);
+  step(ids, logits);
   const auto t1 = std::chrono::steady_clock::now();
   std::optional<int32_t> eos = tok->eos_id();
   if (!eos) eos = cfg.eos_id;
@@ -115,7 +137,7 @@ void run_generate(const GenerateArgs& a) {
       break;
     }
     const int32_t one[1] = {next};
-    model.forward(one, cache, logits, fo);
+    step(one, logits);
   }
   const auto t2 = std::chrono::steady_clock::now();
   const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
@@ -163,6 +185,11 @@ Runner register_generate(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   c->add_option("--seed", a->seed, "Sampling seed")->capture_default_str();
+  c->add_option("--device", a->device,
+                "cpu, or cuda: bf16 Linears on the GPU (real INT8 for INT8 checkpoints); llama, "
+                "mistral, qwen2")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   c->add_flag("--json", a->json, "Print one JSON object instead of streaming text");
   return [a] { run_generate(*a); };
 }

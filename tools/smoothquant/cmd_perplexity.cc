@@ -75,7 +75,9 @@ void run_perplexity(const PerplexityArgs& a) {
     SQ_CHECK(!(a.quant.no_smooth && !a.quant.alpha.empty()),
              "--alpha and --no-smooth exclude each other");
     const bool needs_stats = !a.quant.no_smooth;
-    CalibContext calib = resolve_calibration(model, *tok, a.quant.calib, needs_stats);
+    CalibFlags cf = a.quant.calib;
+    cf.on_device = a.device == "cuda";
+    CalibContext calib = resolve_calibration(model, *tok, cf, needs_stats);
     built = build_from_flags(model, scheme, a.quant.alpha, a.quant.no_smooth, a.quant.quant_bmm,
                              calib, parse_mode_flag(a.quant.mode), a.device == "cuda");
   } else {
@@ -87,18 +89,26 @@ void run_perplexity(const PerplexityArgs& a) {
   PerplexityResult r;
   std::unique_ptr<DeviceEngine> engine;
   if (a.device == "cuda") {
-    // bf16 Linears for FP models, INT8 for channel-token --mode int8 and INT8 checkpoints.
+    // FP models: bf16 Linears. --quant (--mode int8) and INT8 checkpoints: real INT8 Linears as
+    // the CPU executor runs them, compared window by window with an fp32 engine of the FP model.
+    std::unique_ptr<DeviceEngine> fp_engine;
     if (built) {
-      SQ_CHECK(a.quant.scheme == "channel-token" && a.quant.mode == "int8" && !a.quant.quant_bmm,
-               "--device cuda runs --quant channel-token --mode int8 (without --quant-bmm), or "
-               "the model as it is");
-      engine = make_device_engine(*built->q.model, true);
+      const auto* exec = dynamic_cast<const Int8Executor*>(built->q.executor.get());
+      SQ_CHECK(exec, "--device cuda runs real INT8: add --mode int8 to --quant {}", a.quant.scheme);
+      engine = make_device_engine(*built->q.model, *exec);
+      fp_engine = make_device_engine(model, DevicePrecision::kF32);
+    } else if (loaded.int8()) {
+      engine = make_device_engine(model, *loaded.executor);
     } else {
-      engine = make_device_engine(model, loaded.int8());
+      engine = make_device_engine(model, DevicePrecision::kBf16);
     }
     log::info("--device cuda: {}", engine->describe());
-    r = perplexity(*engine, cfg, ids, opt, on_window);
-    built.reset();  // the CPU comparison with the FP model is not run on this path
+    if (fp_engine) {
+      cmp = evaluate_against_fp(*fp_engine, *engine, cfg, ids, opt, on_window);
+      r = cmp->quant;
+    } else {
+      r = perplexity(*engine, cfg, ids, opt, on_window);
+    }
   } else if (built) {
     const Model& qm = *built->q.model;
     cmp.emplace();
@@ -187,8 +197,8 @@ Runner register_perplexity(CLI::App& app) {
       "--save-logits", a->save_logits,
       "Write the fp32 logits to a safetensors file: tensor 'logits' [windows, ctx, vocab]");
   c->add_option("--device", a->device,
-                "cpu, or cuda: bf16 Linears on the GPU (INT8 for --quant channel-token --mode int8 "
-                "and INT8 checkpoints); llama/mistral/qwen2")
+                "cpu, or cuda: bf16 Linears on the GPU for FP models; real INT8 for --quant ... "
+                "--mode int8 (any scheme, --quant-bmm) and INT8 checkpoints; llama/mistral/qwen2")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   c->add_flag("--json", a->json,

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "eval/alpha_select.h"
+#include "quant/device_model.h"
 #include "quant/smooth.h"
 
 namespace sq::cli {
@@ -54,8 +55,10 @@ float default_alpha(const ModelConfig& cfg) {
 }
 
 void add_mode_flag(CLI::App* c, std::string& mode) {
-  c->add_option("--mode", mode,
-                "fake: simulate the scheme in fp32; int8: run real int8 GEMMs (CPU kernels)")
+  c->add_option(
+       "--mode", mode,
+       "fake: simulate the scheme in fp32; int8: run real int8 GEMMs (on the CPU, or the GPU "
+       "with --device cuda)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fake", "int8"}));
 }
@@ -73,6 +76,7 @@ Scheme parse_scheme_flag(const std::string& s) {
 CalibContext resolve_calibration(const Model& model, const Tokenizer& tok, const CalibFlags& f,
                                  bool need_stats) {
   CalibContext c;
+  c.on_device = f.on_device;
   if (!f.calib_text.empty()) {
     const std::string text = read_text_arg(f.calib_text, "--calib-text");
     CalibOptions o{f.separator, f.samples, f.seq_len, f.shuffle, f.seed};
@@ -87,7 +91,7 @@ CalibContext resolve_calibration(const Model& model, const Tokenizer& tok, const
     SQ_CHECK(c.set.has_value(),
              "smoothing needs activation statistics: pass --act-scales F or --calib-text F (or "
              "--no-smooth)");
-    c.stats = calibrate(model, *c.set);
+    c.stats = f.on_device ? calibrate_on_device(model, *c.set) : calibrate(model, *c.set);
     c.stats->info.text_file = f.calib_text;
     c.source = "calibration of --calib-text " + f.calib_text;
   }
@@ -101,6 +105,7 @@ BuiltQuant build_from_flags(const Model& model, Scheme scheme, const std::string
   QuantSetup setup;
   setup.quant = {scheme, quant_bmm, mode};
   setup.keep_fp_weights = keep_fp_weights;
+  if (calib.on_device) setup.calibrator = calibrate_on_device;
   std::string smooth_desc = "no smoothing";
   if (!no_smooth) {
     if (alpha == "auto") {

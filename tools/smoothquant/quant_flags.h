@@ -22,6 +22,7 @@ struct CalibFlags {
   int64_t samples = 512, seq_len = 512;
   bool shuffle = false;
   uint64_t seed = 42;
+  bool on_device = false;  // calibrate on the GPU (--device cuda)
 };
 
 struct QuantFlags {
@@ -42,6 +43,7 @@ struct CalibContext {
   std::optional<ActStats> stats;
   std::optional<CalibSet> set;
   std::string source;  // for error messages: the file the scales came from
+  bool on_device = false;
 };
 CalibContext resolve_calibration(const Model& model, const Tokenizer& tok, const CalibFlags& f,
                                  bool need_stats);

@@ -3,7 +3,8 @@
 //  - decode (m < kPrefillMinRows): split-key ("flash-decoding"): up to kSplits blocks per (row,
 //    head) each walk a chunk of the keys with 4 warps, then a merge kernel combines their partial
 //    (max, sum, weighted V). One block per (row, head) walking all keys used 32 of 132 SMs and
-//    took 100 µs per layer at 512 keys on the H200;
+//    took 100 µs per layer at 512 keys on the H200, the split version 30 µs before its V loads were
+//    batched per step of 8 keys;
 //  - prefill: blocks of 64 query rows × 64-key tiles staged in shared memory (K transposed),
 //    S = Q·Kᵀ and O += P·V register-tiled (4 rows × 4 keys, 4 rows × head_dim/16 columns per
 //    thread) on the fp32 cores. Head dims other than 16·{1,2,4,5,6,8,16} use a simpler kernel.
@@ -22,7 +23,7 @@ namespace sq::cuda::ops {
 namespace {
 
 constexpr int kPrefillMinRows = 8;
-constexpr int kSplits = 32, kSplitMinKeys = 64;  // a split walks at least 64 keys
+constexpr int kSplits = 32, kSplitMinKeys = 32;  // a split walks at least 32 keys
 constexpr int kDecWarps = 4, kKeysPerStep = 8;
 constexpr int kMaxPerLane = 8;  // head_dim ≤ 256
 
@@ -72,22 +73,31 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     for (int off = 16; off > 0; off /= 2)
 #pragma unroll
       for (int u = 0; u < kKeysPerStep; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], off);
+    // The step's keys update the softmax state together, so that their V rows are independent
+    // loads in flight at once (one key at a time exposed the load latency per key).
+    float step_mx = -INFINITY;
 #pragma unroll
     for (int u = 0; u < kKeysPerStep; ++u) {
-      const int j = j0 + u;
-      if (j >= k_end) break;
-      const float sv = sc[u] * scale;
-      const float mx_new = fmaxf(mx, sv);
-      const float corr = expf(mx - mx_new), p = expf(sv - mx_new);
-      sum = sum * corr + p;
-      const float* vr = vc + j * kv_stride + kvh * hd;
+      sc[u] = j0 + u < k_end ? sc[u] * scale : -INFINITY;
+      step_mx = fmaxf(step_mx, sc[u]);
+    }
+    const float mx_new = fmaxf(mx, step_mx);
+    const float corr = expf(mx - mx_new);
+    sum *= corr;
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i) acc[i] *= corr;
+#pragma unroll
+    for (int u = 0; u < kKeysPerStep; ++u) {
+      const float p = sc[u] == -INFINITY ? 0.0f : expf(sc[u] - mx_new);
+      sum += p;
+      const float* vr = vc + min(j0 + u, k_end - 1) * kv_stride + kvh * hd;
 #pragma unroll
       for (int i = 0; i < kMaxPerLane; ++i) {
         const int d = lane + 32 * i;
-        if (d < hd) acc[i] = acc[i] * corr + p * vr[d];
+        if (d < hd) acc[i] += p * vr[d];
       }
-      mx = mx_new;
     }
+    mx = mx_new;
   }
   if (lane == 0) {
     sm_mx[w] = mx;

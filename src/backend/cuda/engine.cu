@@ -1,40 +1,32 @@
 // CUDA DeviceEngine (engine.h): the decoder forward of src/model on the GPU for pre-norm RMSNorm
-// decoders with RoPE and a gated SiLU MLP. Linears run as cuBLASLt bf16 GEMMs (fp32 out) or as
-// our INT8 kernels. q/k/v and gate/up are each one GEMM over weights concatenated at load (one
-// launch, and enough tiles to fill the GPU at prefill sizes); every element of the fused output
-// is computed exactly as by its own Linear. The residual add is fused with the next norm, the norm
-// with the per-token quantization, SiLU·up with the down_proj input quantization, RoPE with the
-// KV-cache write. Everything outside the GEMMs (residual, norms, RoPE, attention, KV cache) is
-// fp32. Decode steps (one token) replay a CUDA graph captured once: the position lives in device
-// memory, so the same graph serves every step.
-#include <cublasLt.h>
+// decoders with RoPE and a gated SiLU MLP. Linears run as cuBLASLt fp32 or bf16 GEMMs (fp32 out)
+// or as our INT8 kernels. q/k/v and gate/up are each one GEMM over weights concatenated at load
+// (one launch, and enough tiles to fill the GPU at prefill sizes); every element of the fused
+// output is computed exactly as by its own Linear. With per-token activations the residual add is
+// fused with the next norm and the per-token quantization, SiLU·up with the down_proj input
+// quantization; per-tensor activations (dynamic or static) go through an fp32 row buffer. RoPE is
+// fused with the KV-cache write. Everything outside the GEMMs (residual, norms, RoPE, attention,
+// KV cache) is fp32. Decode steps (one token) replay a CUDA graph captured once: the position
+// lives in device memory, so the same graph serves every step.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <map>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "backend/cuda/engine.h"
 #include "backend/cuda/engine_ops.cuh"
 #include "backend/cuda/gemm_s8_cuda.h"
+#include "backend/cuda/lt_gemm.cuh"
 #include "backend/cuda/norm_quant_cuda.h"
+#include "backend/cuda/quant_ops.cuh"
 
 namespace sq::cuda {
 namespace {
-
-#define SQ_CUBLAS_CHECK(call)                                                \
-  do {                                                                       \
-    const cublasStatus_t st_ = (call);                                       \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                        \
-      throw std::runtime_error(std::string(#call) + " failed with status " + \
-                               std::to_string(static_cast<int>(st_)));       \
-  } while (0)
 
 template <typename T>
 T* device_alloc(int64_t n) {
@@ -59,9 +51,12 @@ __nv_bfloat16* upload_bf16(const float* host, int64_t n) {
 struct DevLinear {
   int64_t in = 0, out = 0;
   __nv_bfloat16* w_bf16 = nullptr;
+  float* w_f32 = nullptr;
   int8_t* w_s8 = nullptr;
   float* w_scales = nullptr;
   float* bias = nullptr;
+  float* in_scale = nullptr;      // device, static activations
+  std::vector<float> out_scales;  // host, per fused part (static --quant-bmm)
 };
 
 struct DevLayer {
@@ -70,14 +65,20 @@ struct DevLayer {
 };
 
 // Host-side concatenation of Linears that share an input, along the output dimension. A missing
-// bias becomes zeros when a sibling has one (x + 0 is exact).
+// bias becomes zeros when a sibling has one (x + 0 is exact). Static input scales must agree:
+// the parts read one input.
 DeviceLinearSpec concat(const std::vector<DeviceLinearSpec>& parts, std::vector<float>& weight,
                         std::vector<int8_t>& w_s8, std::vector<float>& scales,
                         std::vector<float>& bias) {
   DeviceLinearSpec c{parts.front().in, 0};
+  c.in_scale = parts.front().in_scale;
   bool any_bias = false;
   for (const auto& p : parts) {
     if (p.in != c.in) throw std::runtime_error("internal error: fused Linears differ in width");
+    if (p.in_scale != c.in_scale)
+      throw std::runtime_error(
+          "--device cuda: Linears that share an input have different static input scales; "
+          "calibrate again or run on the CPU");
     c.out += p.out;
     any_bias = any_bias || p.bias;
   }
@@ -101,74 +102,6 @@ DeviceLinearSpec concat(const std::vector<DeviceLinearSpec>& parts, std::vector<
   return c;
 }
 
-// cuBLASLt bf16 GEMM y[m, n] (fp32) = x[m, k] (bf16) · W[n, k]ᵀ (bf16), plans cached per shape.
-class Bf16Gemm {
- public:
-  Bf16Gemm() {
-    SQ_CUBLAS_CHECK(cublasLtCreate(&h_));
-    ws_ = device_alloc<char>(kWorkspace);
-  }
-  ~Bf16Gemm() {
-    for (auto& [key, p] : plans_) {
-      cublasLtMatmulDescDestroy(p.op);
-      cublasLtMatrixLayoutDestroy(p.la);
-      cublasLtMatrixLayoutDestroy(p.lb);
-      cublasLtMatrixLayoutDestroy(p.lc);
-    }
-    cudaFree(ws_);
-    cublasLtDestroy(h_);
-  }
-  void run(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y, int64_t m, int64_t n,
-           int64_t k, cudaStream_t s) {
-    const Plan& p = plan(m, n, k);
-    const float one = 1.0f, zero = 0.0f;
-    SQ_CUBLAS_CHECK(cublasLtMatmul(h_, p.op, &one, w, p.la, x, p.lb, &zero, y, p.lc, y, p.lc,
-                                   &p.algo, ws_, kWorkspace, s));
-  }
-
- private:
-  static constexpr size_t kWorkspace = 32u << 20;
-  struct Plan {
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t la, lb, lc;
-    cublasLtMatmulAlgo_t algo;
-  };
-  const Plan& plan(int64_t m, int64_t n, int64_t k) {
-    const auto key = std::make_tuple(m, n, k);
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    Plan p{};
-    SQ_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t t = CUBLAS_OP_T, nn = CUBLAS_OP_N;
-    SQ_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t));
-    SQ_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &nn, sizeof nn));
-    // Column-major view: Cᵀ[n, m] = op_T(W as [k, n]) · x as [k, m].
-    SQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_16BF, k, n, k));
-    SQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_16BF, k, m, k));
-    SQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.lc, CUDA_R_32F, n, m, n));
-    cublasLtMatmulPreference_t pref;
-    SQ_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    const size_t ws = kWorkspace;
-    SQ_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    cublasLtMatmulHeuristicResult_t res{};
-    int found = 0;
-    const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(h_, p.op, p.la, p.lb, p.lc, p.lc, pref, 1, &res, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-      throw std::runtime_error("cuBLASLt has no bf16 GEMM for this shape");
-    p.algo = res.algo;
-    return plans_.emplace(key, p).first->second;
-  }
-
-  cublasLtHandle_t h_{};
-  char* ws_ = nullptr;
-  std::map<std::tuple<int64_t, int64_t, int64_t>, Plan> plans_;
-};
-
 class CudaEngine : public DeviceEngine {
  public:
   explicit CudaEngine(const DeviceModelSpec& spec) : s_(spec) {
@@ -179,75 +112,7 @@ class CudaEngine : public DeviceEngine {
     if (s_.hidden > 8192)
       throw std::runtime_error("--device cuda: hidden sizes above 8192 are not supported yet");
     SQ_CUDA_CHECK(cudaStreamCreate(&stream_));
-    uint32_t seed = 1;
-    auto linear = [&](const DeviceLinearSpec& l) {
-      DevLinear d;
-      d.in = l.in;
-      d.out = l.out;
-      const int64_t n = l.in * l.out;
-      if (s_.random) {
-        if (s_.int8) {
-          d.w_s8 = device_alloc<int8_t>(n);
-          ops::fill_random(d.w_s8, n, seed++, stream_);
-          d.w_scales = device_alloc<float>(l.out);
-          ops::fill_random(d.w_scales, l.out, 1e-4f, 2e-4f, seed++, stream_);
-        } else {
-          d.w_bf16 = device_alloc<__nv_bfloat16>(n);
-          ops::fill_random(d.w_bf16, n, 0.02f, seed++, stream_);
-        }
-        weight_bytes_ += s_.int8 ? n + l.out * 4 : 2 * n;
-        return d;
-      }
-      if (s_.int8) {
-        if (!l.w_s8 || !l.w_scales) throw std::runtime_error("INT8 engine needs int8 weights");
-        d.w_s8 = upload(l.w_s8, n);
-        d.w_scales = upload(l.w_scales, l.out);
-        weight_bytes_ += n + l.out * 4;
-      } else {
-        d.w_bf16 = upload_bf16(l.weight, n);
-        weight_bytes_ += 2 * n;
-      }
-      if (l.bias) d.bias = upload(l.bias, l.out);
-      return d;
-    };
-    auto vec = [&](const float* p, int64_t n, float offset) {
-      if (!s_.random) return upload(p, n);
-      float* d = device_alloc<float>(n);
-      ops::fill_random(d, n, offset == 0.0f ? 0.5f : 0.0f, offset, seed++, stream_);
-      return d;
-    };
-    auto fused = [&](const std::vector<DeviceLinearSpec>& parts) {
-      std::vector<float> weight, scales, bias;
-      std::vector<int8_t> w_s8;
-      return linear(concat(parts, weight, w_s8, scales, bias));
-    };
-    const int64_t qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
-    for (int64_t l = 0; l < s_.layers; ++l) {
-      const DeviceLayerSpec& ls = s_.random ? DeviceLayerSpec{} : s_.layer[l];
-      DevLayer d;
-      d.attn_norm = vec(ls.attn_norm, s_.hidden, 1.0f);
-      d.mlp_norm = vec(ls.mlp_norm, s_.hidden, 1.0f);
-      if (s_.random) {
-        d.qkv = linear({s_.hidden, qd + 2 * kvd});
-        d.o = linear({qd, s_.hidden});
-        d.gate_up = linear({s_.hidden, 2 * s_.ffn});
-        d.down = linear({s_.ffn, s_.hidden});
-      } else {
-        d.qkv = fused({ls.q, ls.k, ls.v});
-        d.o = linear(ls.o);
-        d.gate_up = fused({ls.gate, ls.up});
-        d.down = linear(ls.down);
-      }
-      layers_.push_back(d);
-    }
-    embed_ = vec(s_.embed, s_.vocab * s_.hidden, 0.0f);
-    final_norm_ = vec(s_.final_norm, s_.hidden, 1.0f);
-    if (s_.random) {
-      lm_head_ = device_alloc<__nv_bfloat16>(s_.vocab * s_.hidden);
-      ops::fill_random(lm_head_, s_.vocab * s_.hidden, 0.02f, seed++, stream_);
-    } else {
-      lm_head_ = upload_bf16(s_.lm_head, s_.vocab * s_.hidden);
-    }
+    load_weights();
     // As the CPU engine (and HF): inv_freq = 1 / theta^(2i/d) in fp32.
     std::vector<float> inv(static_cast<size_t>(s_.head_dim / 2));
     for (int64_t i = 0; i < s_.head_dim / 2; ++i)
@@ -255,6 +120,7 @@ class CudaEngine : public DeviceEngine {
                                static_cast<float>(2 * i) / static_cast<float>(s_.head_dim));
     inv_freq_ = upload(inv.data(), static_cast<int64_t>(inv.size()));
     pos_ = device_alloc<int>(1);
+    slot_ = device_alloc<float>(1);
     attn_ws_ = device_alloc<float>(ops::attention_workspace_floats(s_.heads, s_.head_dim));
     SQ_CUDA_CHECK(cudaMallocHost(&h_pos_, sizeof(int)));
     const char* env = std::getenv("SQ_CUDA_GRAPHS");
@@ -264,15 +130,16 @@ class CudaEngine : public DeviceEngine {
 
   ~CudaEngine() override {
     auto free_linear = [](DevLinear& l) {
-      cudaFree(l.w_bf16), cudaFree(l.w_s8), cudaFree(l.w_scales), cudaFree(l.bias);
+      cudaFree(l.w_bf16), cudaFree(l.w_f32), cudaFree(l.w_s8), cudaFree(l.w_scales);
+      cudaFree(l.bias), cudaFree(l.in_scale);
     };
     for (auto& l : layers_) {
       cudaFree(l.attn_norm), cudaFree(l.mlp_norm);
       for (DevLinear* x : {&l.qkv, &l.o, &l.gate_up, &l.down}) free_linear(*x);
     }
-    cudaFree(embed_), cudaFree(final_norm_), cudaFree(lm_head_), cudaFree(inv_freq_);
-    cudaFree(k_cache_), cudaFree(v_cache_), cudaFree(pos_), cudaFreeHost(h_pos_);
-    cudaFree(attn_ws_);
+    cudaFree(embed_), cudaFree(final_norm_), cudaFree(lm_head_), cudaFree(lm_head_f32_);
+    cudaFree(inv_freq_), cudaFree(k_cache_), cudaFree(v_cache_), cudaFree(pos_);
+    cudaFree(slot_), cudaFree(attn_ws_), cudaFree(stats_), cudaFreeHost(h_pos_);
     free_work();
     cudaStreamDestroy(stream_);
   }
@@ -295,8 +162,42 @@ class CudaEngine : public DeviceEngine {
   int64_t cache_size() const override { return size_; }
   int64_t linear_weight_bytes() const override { return weight_bytes_; }
   std::string describe() const override {
-    return std::string(s_.int8 ? "INT8 channel-token" : "bf16") + " Linears on the GPU" +
-           (use_graphs_ ? ", decode as a CUDA graph" : "");
+    const std::string what = s_.precision == DevicePrecision::kF32    ? "fp32"
+                             : s_.precision == DevicePrecision::kBf16 ? "bf16"
+                                                                      : "INT8";
+    return what + " Linears on the GPU" + (use_graphs_ ? ", decode as a CUDA graph" : "");
+  }
+
+  void start_stats() override {
+    if (s_.precision != DevicePrecision::kF32)
+      throw std::runtime_error("internal error: statistics need an fp32 engine");
+    if (!stats_) stats_ = device_alloc<float>(stats_floats());
+    SQ_CUDA_CHECK(cudaMemset(stats_, 0, stats_floats() * sizeof(float)));
+    stats_on_ = true;
+  }
+
+  DeviceStats read_stats() override {
+    if (!stats_) throw std::runtime_error("internal error: read_stats before start_stats");
+    std::vector<float> h(static_cast<size_t>(stats_floats()));
+    SQ_CUDA_CHECK(cudaMemcpy(h.data(), stats_, h.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    DeviceStats out;
+    const float* p = h.data();
+    auto take = [&](int64_t n) {
+      std::vector<float> v(p, p + n);
+      p += n;
+      return v;
+    };
+    for (int64_t l = 0; l < s_.layers; ++l) {
+      DeviceLayerStats ls;
+      const auto w = stat_widths();
+      ls.attn_in = take(w[0]), ls.qkv_out = take(w[1]), ls.o_in = take(w[2]);
+      ls.o_out = take(w[3]), ls.mlp_in = take(w[4]), ls.gate_up_out = take(w[5]);
+      ls.down_in = take(w[6]), ls.down_out = take(w[7]);
+      out.layers.push_back(std::move(ls));
+    }
+    out.lm_in = take(s_.hidden);
+    out.lm_out = take(s_.vocab);
+    return out;
   }
 
   void forward(const int32_t* tokens, int64_t m, std::vector<float>& logits,
@@ -312,7 +213,7 @@ class CudaEngine : public DeviceEngine {
     *h_pos_ = static_cast<int>(size_);
     // One-token steps replay a graph; the first runs eagerly (plans and one-time kernel set-up
     // happen outside capture), the second captures.
-    const bool step = m == 1 && last_only && use_graphs_;
+    const bool step = m == 1 && last_only && use_graphs_ && !stats_on_;
     if (step && !graph_ && decode_steps_ > 0) capture_step();
     if (step && graph_) {
       SQ_CUDA_CHECK(cudaGraphLaunch(graph_, stream_));
@@ -327,6 +228,99 @@ class CudaEngine : public DeviceEngine {
   }
 
  private:
+  bool int8() const { return s_.precision == DevicePrecision::kInt8; }
+  bool f32() const { return s_.precision == DevicePrecision::kF32; }
+  bool per_token() const { return s_.act == DeviceActQuant::kPerToken; }
+
+  void load_weights() {
+    uint32_t seed = 1;
+    auto linear = [&](const DeviceLinearSpec& l) {
+      DevLinear d;
+      d.in = l.in;
+      d.out = l.out;
+      const int64_t n = l.in * l.out;
+      if (s_.random) {
+        if (int8()) {
+          d.w_s8 = device_alloc<int8_t>(n);
+          ops::fill_random(d.w_s8, n, seed++, stream_);
+          d.w_scales = device_alloc<float>(l.out);
+          ops::fill_random(d.w_scales, l.out, 1e-4f, 2e-4f, seed++, stream_);
+        } else if (f32()) {
+          d.w_f32 = device_alloc<float>(n);
+          ops::fill_random(d.w_f32, n, 0.02f, 0.0f, seed++, stream_);
+        } else {
+          d.w_bf16 = device_alloc<__nv_bfloat16>(n);
+          ops::fill_random(d.w_bf16, n, 0.02f, seed++, stream_);
+        }
+        if (int8() && s_.act == DeviceActQuant::kPerTensorStatic) {
+          const float one = 0.05f;
+          d.in_scale = upload(&one, 1);
+        }
+      } else if (int8()) {
+        if (!l.w_s8 || !l.w_scales) throw std::runtime_error("INT8 engine needs int8 weights");
+        d.w_s8 = upload(l.w_s8, n);
+        d.w_scales = upload(l.w_scales, l.out);
+        if (s_.act == DeviceActQuant::kPerTensorStatic) {
+          if (!(l.in_scale > 0))
+            throw std::runtime_error("static activation quantization needs input scales");
+          d.in_scale = upload(&l.in_scale, 1);
+        }
+      } else if (f32()) {
+        d.w_f32 = upload(l.weight, n);
+      } else {
+        d.w_bf16 = upload_bf16(l.weight, n);
+      }
+      if (l.bias && !s_.random) d.bias = upload(l.bias, l.out);
+      weight_bytes_ += int8() ? n + l.out * 4 : (f32() ? 4 : 2) * n;
+      return d;
+    };
+    auto fused = [&](const std::vector<DeviceLinearSpec>& parts) {
+      std::vector<float> weight, scales, bias;
+      std::vector<int8_t> w_s8;
+      DevLinear d = linear(concat(parts, weight, w_s8, scales, bias));
+      for (const auto& p : parts) d.out_scales.push_back(p.out_scale);
+      return d;
+    };
+    auto vec = [&](const float* p, int64_t n, float offset) {
+      if (!s_.random) return upload(p, n);
+      float* d = device_alloc<float>(n);
+      ops::fill_random(d, n, offset == 0.0f ? 0.5f : 0.0f, offset, seed++, stream_);
+      return d;
+    };
+    const int64_t qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
+    for (int64_t l = 0; l < s_.layers; ++l) {
+      const DeviceLayerSpec& ls = s_.random ? DeviceLayerSpec{} : s_.layer[l];
+      DevLayer d;
+      d.attn_norm = vec(ls.attn_norm, s_.hidden, 1.0f);
+      d.mlp_norm = vec(ls.mlp_norm, s_.hidden, 1.0f);
+      if (s_.random) {
+        d.qkv = linear({s_.hidden, qd + 2 * kvd});
+        d.qkv.out_scales = {0.05f, 0.05f, 0.05f};
+        d.o = linear({qd, s_.hidden});
+        d.gate_up = linear({s_.hidden, 2 * s_.ffn});
+        d.down = linear({s_.ffn, s_.hidden});
+      } else {
+        d.qkv = fused({ls.q, ls.k, ls.v});
+        d.o = linear(ls.o);
+        d.gate_up = fused({ls.gate, ls.up});
+        d.down = linear(ls.down);
+      }
+      layers_.push_back(std::move(d));
+    }
+    embed_ = vec(s_.embed, s_.vocab * s_.hidden, 0.0f);
+    final_norm_ = vec(s_.final_norm, s_.hidden, 1.0f);
+    const int64_t nh = s_.vocab * s_.hidden;
+    if (f32()) {  // the reference engine keeps its lm_head in fp32 too
+      lm_head_f32_ = s_.random ? device_alloc<float>(nh) : upload(s_.lm_head, nh);
+      if (s_.random) ops::fill_random(lm_head_f32_, nh, 0.02f, 0.0f, seed++, stream_);
+    } else if (s_.random) {
+      lm_head_ = device_alloc<__nv_bfloat16>(nh);
+      ops::fill_random(lm_head_, nh, 0.02f, seed++, stream_);
+    } else {
+      lm_head_ = upload_bf16(s_.lm_head, nh);
+    }
+  }
+
   // The whole forward of m tokens as stream work: inputs from the pinned h_ids_/h_pos_, logits to
   // the pinned h_logits_. Nothing here may synchronize (it is also captured into a graph).
   void enqueue(int64_t m, bool last_only) {
@@ -336,52 +330,122 @@ class CudaEngine : public DeviceEngine {
     const int64_t d = s_.hidden, qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
     ops::embed(ids_, embed_, x_, m, d, st);
     const float scale = 1.0f / std::sqrt(static_cast<float>(s_.head_dim));
-    // The norm opening layer 0's attention; later ones are fused with the residual add before.
-    if (s_.int8) {
-      rms_norm_quant_s8(x_, layers_[0].attn_norm, s_.eps, m, d, xq_, xs_, st);
-    } else {
-      ops::rms_norm_bf16(x_, nullptr, layers_[0].attn_norm, s_.eps, m, d, xb_, st);
-    }
+    norm_input(x_, nullptr, layers_[0].attn_norm, layers_[0].qkv, m, st);
     for (int64_t l = 0; l < s_.layers; ++l) {
       DevLayer& L = layers_[l];
       float* kc = k_cache_ + l * capacity_ * kvd;
       float* vc = v_cache_ + l * capacity_ * kvd;
-      linear(L.qkv, m, qkv_, st);
+      float* stat = stats_on_ ? stats_ + l * layer_stat_floats() : nullptr;
+      const auto w = stat_widths();
+      if (stat) ops::col_absmax(xf_, m, d, stat, st);
+      linear(L.qkv, xf_, m, qkv_, st);
+      if (stat) ops::col_absmax(qkv_, m, w[1], stat + w[0], st);
+      if (int8() && s_.quant_bmm) quant_bmm(L.qkv, m, st);
       ops::rope_qkv_to_cache(qkv_, q_, kc, vc, pos_, m, s_.heads, s_.kv_heads, s_.head_dim,
                              inv_freq_, st);
       ops::attention(q_, kc, vc, attn_, m, pos_, s_.heads, s_.kv_heads, s_.head_dim, scale,
                      attn_ws_, st);
-      if (s_.int8) {
-        quantize_per_token_s8(attn_, m, qd, xq_, xs_, st);
-      } else {
-        ops::to_bf16(attn_, xb_, m * qd, st);
-      }
-      linear(L.o, m, o_, st);
-      if (s_.int8) {
-        add_rms_norm_quant_s8(x_, o_, L.mlp_norm, s_.eps, m, d, xq_, xs_, st);
-      } else {
-        ops::rms_norm_bf16(x_, o_, L.mlp_norm, s_.eps, m, d, xb_, st);
-      }
-      linear(L.gate_up, m, gu_, st);
-      if (s_.int8) {
+      if (stat) ops::col_absmax(attn_, m, qd, stat + w[0] + w[1], st);
+      plain_input(attn_, m, qd, L.o, st);
+      linear(L.o, attn_, m, o_, st);
+      if (stat) ops::col_absmax(o_, m, d, stat + w[0] + w[1] + w[2], st);
+      norm_input(x_, o_, L.mlp_norm, L.gate_up, m, st);
+      if (stat) ops::col_absmax(xf_, m, d, stat + w[0] + w[1] + w[2] + w[3], st);
+      linear(L.gate_up, xf_, m, gu_, st);
+      if (stat) ops::col_absmax(gu_, m, w[5], stat + w[0] + w[1] + w[2] + w[3] + w[4], st);
+      if (int8() && per_token()) {
         silu_mul_quant_s8(gu_, m, s_.ffn, xq_, xs_, st);
+      } else if (int8() || f32()) {
+        ops::silu_mul(gu_, m, s_.ffn, xf_, nullptr, st);
+        if (stat)
+          ops::col_absmax(xf_, m, s_.ffn, stat + w[0] + w[1] + w[2] + w[3] + w[4] + w[5], st);
+        if (int8()) plain_input(xf_, m, s_.ffn, L.down, st);
       } else {
         ops::silu_mul(gu_, m, s_.ffn, nullptr, xb_, st);
       }
-      linear(L.down, m, o_, st);
+      linear(L.down, xf_, m, o_, st);
+      if (stat)
+        ops::col_absmax(o_, m, d, stat + w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6], st);
       if (l + 1 == s_.layers) break;
-      if (s_.int8) {
-        add_rms_norm_quant_s8(x_, o_, layers_[l + 1].attn_norm, s_.eps, m, d, xq_, xs_, st);
-      } else {
-        ops::rms_norm_bf16(x_, o_, layers_[l + 1].attn_norm, s_.eps, m, d, xb_, st);
-      }
+      norm_input(x_, o_, layers_[l + 1].attn_norm, layers_[l + 1].qkv, m, st);
     }
     // The last residual add only on the rows whose logits are wanted.
     const int64_t rows = last_only ? 1 : m, r0 = m - rows;
-    ops::rms_norm_bf16(x_ + r0 * d, o_ + r0 * d, final_norm_, s_.eps, rows, d, xb_, st);
-    gemm_.run(xb_, lm_head_, logits_, rows, s_.vocab, d, st);
+    if (f32()) {
+      ops::rms_norm_f32(x_ + r0 * d, o_ + r0 * d, final_norm_, s_.eps, rows, d, xf_, st);
+      gemm_.run(xf_, lm_head_f32_, logits_, rows, s_.vocab, d, st);
+      if (stats_on_) {
+        float* lm = stats_ + s_.layers * layer_stat_floats();
+        ops::col_absmax(xf_, rows, d, lm, st);
+        ops::col_absmax(logits_, rows, s_.vocab, lm + d, st);
+      }
+    } else {
+      ops::rms_norm_bf16(x_ + r0 * d, o_ + r0 * d, final_norm_, s_.eps, rows, d, xb_, st);
+      gemm_.run(xb_, lm_head_, logits_, rows, s_.vocab, d, st);
+    }
     SQ_CUDA_CHECK(cudaMemcpyAsync(h_logits_, logits_, rows * s_.vocab * sizeof(float),
                                   cudaMemcpyDeviceToHost, st));
+  }
+
+  // The input of a Linear group that a norm opens (res: the residual add fused before it):
+  // xf_ (fp32), xb_ (bf16) or xq_/xs_ (INT8).
+  void norm_input(float* x, const float* res, const float* w, const DevLinear& next, int64_t m,
+                  cudaStream_t st) {
+    const int64_t d = s_.hidden;
+    if (int8() && per_token()) {
+      if (res) {
+        add_rms_norm_quant_s8(x, res, w, s_.eps, m, d, xq_, xs_, st);
+      } else {
+        rms_norm_quant_s8(x, w, s_.eps, m, d, xq_, xs_, st);
+      }
+    } else if (int8() || f32()) {
+      ops::rms_norm_f32(x, res, w, s_.eps, m, d, xf_, st);
+      if (int8()) plain_input(xf_, m, d, next, st);
+    } else {
+      ops::rms_norm_bf16(x, res, w, s_.eps, m, d, xb_, st);
+    }
+  }
+
+  // An fp32 Linear input [m, k] made ready for the Linear `next` (fp32 engines read it as is).
+  void plain_input(const float* x, int64_t m, int64_t k, const DevLinear& next, cudaStream_t st) {
+    if (f32()) return;
+    if (!int8()) return ops::to_bf16(x, xb_, m * k, st);
+    if (per_token()) return quantize_per_token_s8(x, m, k, xq_, xs_, st);
+    const bool dynamic = s_.act == DeviceActQuant::kPerTensorDynamic;
+    ops::quantize_per_tensor(x, m * k, dynamic ? slot_ : nullptr, dynamic ? nullptr : next.in_scale,
+                             xq_, xs_, st);
+  }
+
+  // y = x · Wᵀ (+ bias). x: `xf` for fp32 engines; xb_ or xq_/xs_ otherwise.
+  void linear(const DevLinear& l, const float* xf, int64_t m, float* y, cudaStream_t st) {
+    if (int8()) {
+      GemmS8Epilogue ep{xs_, per_token(), l.w_scales, true, l.bias};
+      gemm_s8_f32(xq_, l.w_s8, ep, y, m, l.out, l.in, st);
+      return;
+    }
+    if (f32()) {
+      gemm_.run(xf, l.w_f32, y, m, l.out, l.in, st);
+    } else {
+      gemm_.run(xb_, l.w_bf16, y, m, l.out, l.in, st);
+    }
+    if (l.bias) ops::add_bias(y, l.bias, m, l.out, st);
+  }
+
+  // --quant-bmm: q, k and v (each its own tensor) fake-quantized before RoPE with the activation
+  // granularity, as the CPU INT8 path stores them in its int8 KV cache and reads them back.
+  void quant_bmm(const DevLinear& qkv, int64_t m, cudaStream_t st) {
+    const int64_t qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
+    const int64_t col0[3] = {0, qd, qd + kvd}, width[3] = {qd, kvd, kvd};
+    const ops::SegmentQuant mode =
+        s_.act == DeviceActQuant::kPerToken           ? ops::SegmentQuant::kPerToken
+        : s_.act == DeviceActQuant::kPerTensorDynamic ? ops::SegmentQuant::kPerTensorDynamic
+                                                      : ops::SegmentQuant::kStatic;
+    for (int i = 0; i < 3; ++i) {
+      if (mode == ops::SegmentQuant::kStatic && !(qkv.out_scales[i] > 0))
+        throw std::runtime_error("--quant-bmm with static activations needs output scales");
+      ops::fake_quant_segment(qkv_, m, qd + 2 * kvd, col0[i], width[i], mode, qkv.out_scales[i],
+                              slot_, st);
+    }
   }
 
   void capture_step() {
@@ -410,16 +474,18 @@ class CudaEngine : public DeviceEngine {
     graph_ = nullptr;
   }
 
-  // Input: xb_ (bf16 engines) or the per-token quantized xq_/xs_ (INT8 engines).
-  void linear(const DevLinear& l, int64_t m, float* y, cudaStream_t st) {
-    if (s_.int8) {
-      GemmS8Epilogue ep{xs_, true, l.w_scales, true, l.bias};
-      gemm_s8_f32(xq_, l.w_s8, ep, y, m, l.out, l.in, st);
-      return;
-    }
-    gemm_.run(xb_, l.w_bf16, y, m, l.out, l.in, st);
-    if (l.bias) ops::add_bias(y, l.bias, m, l.out, st);
+  // Statistics layout per layer: attn_in, qkv_out, o_in, o_out, mlp_in, gate_up_out, down_in,
+  // down_out; then lm_in, lm_out.
+  std::vector<int64_t> stat_widths() const {
+    const int64_t qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
+    return {s_.hidden, qd + 2 * kvd, qd, s_.hidden, s_.hidden, 2 * s_.ffn, s_.ffn, s_.hidden};
   }
+  int64_t layer_stat_floats() const {
+    int64_t n = 0;
+    for (int64_t w : stat_widths()) n += w;
+    return n;
+  }
+  int64_t stats_floats() const { return s_.layers * layer_stat_floats() + s_.hidden + s_.vocab; }
 
   void ensure_work(int64_t m) {
     if (m <= work_rows_) return;
@@ -433,8 +499,10 @@ class CudaEngine : public DeviceEngine {
     qkv_ = device_alloc<float>(m * (qd + 2 * kvd));
     attn_ = device_alloc<float>(m * qd);
     gu_ = device_alloc<float>(m * 2 * s_.ffn);
-    xb_ = device_alloc<__nv_bfloat16>(m * std::max(wide, d));
-    xq_ = device_alloc<int8_t>(m * std::max(wide, d));
+    if (!int8() || !per_token()) xf_ = device_alloc<float>(m * std::max(wide, d));
+    if (s_.precision == DevicePrecision::kBf16 || !f32())
+      xb_ = device_alloc<__nv_bfloat16>(m * std::max(wide, d));
+    if (int8()) xq_ = device_alloc<int8_t>(m * std::max(wide, d));
     xs_ = device_alloc<float>(m);
     logits_ = device_alloc<float>(m * s_.vocab);
     SQ_CUDA_CHECK(cudaMallocHost(&h_ids_, m * sizeof(int32_t)));
@@ -444,32 +512,34 @@ class CudaEngine : public DeviceEngine {
   void free_work() {
     drop_graph();  // it holds the old buffers
     cudaFree(ids_), cudaFree(x_), cudaFree(o_), cudaFree(q_), cudaFree(qkv_), cudaFree(attn_);
-    cudaFree(gu_), cudaFree(xb_), cudaFree(xq_), cudaFree(xs_), cudaFree(logits_);
+    cudaFree(gu_), cudaFree(xf_), cudaFree(xb_), cudaFree(xq_), cudaFree(xs_), cudaFree(logits_);
     cudaFreeHost(h_ids_), cudaFreeHost(h_logits_);
     ids_ = nullptr, h_ids_ = nullptr, h_logits_ = nullptr;
-    x_ = o_ = q_ = qkv_ = attn_ = gu_ = xs_ = logits_ = nullptr;
+    x_ = o_ = q_ = qkv_ = attn_ = gu_ = xf_ = xs_ = logits_ = nullptr;
     xb_ = nullptr, xq_ = nullptr;
     work_rows_ = 0;
   }
 
   DeviceModelSpec s_;
   cudaStream_t stream_{};
-  Bf16Gemm gemm_;
+  LtGemm gemm_;
   std::vector<DevLayer> layers_;
-  float *embed_ = nullptr, *final_norm_ = nullptr, *inv_freq_ = nullptr;
+  float *embed_ = nullptr, *final_norm_ = nullptr, *inv_freq_ = nullptr, *lm_head_f32_ = nullptr;
   __nv_bfloat16* lm_head_ = nullptr;
   float *k_cache_ = nullptr, *v_cache_ = nullptr;
   int64_t capacity_ = 0, size_ = 0, weight_bytes_ = 0, work_rows_ = 0;
   int32_t *ids_ = nullptr, *h_ids_ = nullptr;
   int *pos_ = nullptr, *h_pos_ = nullptr;  // the first position of the tokens in flight
   float *x_ = nullptr, *o_ = nullptr, *q_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr,
-        *gu_ = nullptr, *xs_ = nullptr, *logits_ = nullptr, *h_logits_ = nullptr;
-  float* attn_ws_ = nullptr;
+        *gu_ = nullptr, *xf_ = nullptr, *xs_ = nullptr, *logits_ = nullptr, *h_logits_ = nullptr;
+  __nv_bfloat16* xb_ = nullptr;
+  int8_t* xq_ = nullptr;
+  float *slot_ = nullptr, *attn_ws_ = nullptr;  // abs-max scratch; split attention partials
+  float* stats_ = nullptr;
+  bool stats_on_ = false;
   cudaGraphExec_t graph_ = nullptr;
   bool use_graphs_ = true;
   int64_t decode_steps_ = 0;
-  __nv_bfloat16* xb_ = nullptr;
-  int8_t* xq_ = nullptr;
 };
 
 }  // namespace

@@ -1,0 +1,141 @@
+// Kernels of quant_ops.cuh.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/quant_ops.cuh"
+
+namespace sq::cuda::ops {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ float scale_from_absmax(float a) {
+  return __fdiv_rn(fmaxf(a, 1e-5f), 127.0f);
+}
+
+__device__ __forceinline__ float quant_level(float x, float scale) {
+  return fminf(fmaxf(rintf(__fdiv_rn(x, scale)), -127.0f), 127.0f);
+}
+
+__device__ __forceinline__ void atomic_max_nonneg(float* p, float v) {
+  atomicMax(reinterpret_cast<int*>(p), __float_as_int(v));
+}
+
+__device__ float warp_max(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+__device__ float block_max(float v) {
+  __shared__ float red[kThreads / 32];
+  v = warp_max(v);
+  __syncthreads();
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float r = 0.0f;
+  for (int i = 0; i < kThreads / 32; ++i) r = fmaxf(r, red[i]);
+  return r;
+}
+
+// |x| of rows [0, m) × columns [col0, col0 + width) of a matrix with leading dimension ld.
+__global__ void absmax_k(const float* x, int64_t m, int64_t ld, int64_t col0, int64_t width,
+                         float* slot) {
+  const int64_t n = m * width;
+  float a = 0.0f;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    a = fmaxf(a, fabsf(x[(i / width) * ld + col0 + i % width]));
+  a = block_max(a);
+  if (threadIdx.x == 0) atomic_max_nonneg(slot, a);
+}
+
+__global__ void quantize_k(const float* x, int64_t n, const float* absmax, const float* fixed,
+                           int8_t* q, float* scale_out) {
+  const float scale = fixed ? *fixed : scale_from_absmax(*absmax);
+  if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    q[i] = static_cast<int8_t>(quant_level(x[i], scale));
+}
+
+// One block per row: the row's segment quantized with its own scale, then dequantized.
+__global__ void fake_quant_rows_k(float* y, int64_t ld, int64_t col0, int width) {
+  float* r = y + blockIdx.x * ld + col0;
+  float a = 0.0f;
+  for (int j = threadIdx.x; j < width; j += kThreads) a = fmaxf(a, fabsf(r[j]));
+  const float scale = scale_from_absmax(block_max(a));
+  for (int j = threadIdx.x; j < width; j += kThreads) r[j] = quant_level(r[j], scale) * scale;
+}
+
+__global__ void fake_quant_fixed_k(float* y, int64_t m, int64_t ld, int64_t col0, int64_t width,
+                                   const float* absmax, float fixed) {
+  const float scale = absmax ? scale_from_absmax(*absmax) : fixed;
+  const int64_t n = m * width;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float& v = y[(i / width) * ld + col0 + i % width];
+    v = quant_level(v, scale) * scale;
+  }
+}
+
+// Block (column chunk of 32, row slab): each thread walks rows of one column.
+__global__ void col_absmax_k(const float* x, int64_t m, int64_t n, float* acc) {
+  const int64_t j = blockIdx.x * 32 + threadIdx.x;
+  if (j >= n) return;
+  float a = 0.0f;
+  for (int64_t i = blockIdx.y * blockDim.y + threadIdx.y; i < m; i += gridDim.y * blockDim.y)
+    a = fmaxf(a, fabsf(x[i * n + j]));
+  atomic_max_nonneg(acc + j, a);
+}
+
+unsigned blocks_for(int64_t n) {
+  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 132 * 16));
+}
+
+}  // namespace
+
+void quantize_per_tensor(const float* x, int64_t n, float* absmax_slot, const float* static_scale,
+                         int8_t* q, float* scale_out, cudaStream_t s) {
+  if (n <= 0) return;
+  if (!static_scale) {
+    SQ_CUDA_CHECK(cudaMemsetAsync(absmax_slot, 0, sizeof(float), s));
+    absmax_k<<<blocks_for(n), kThreads, 0, s>>>(x, 1, n, 0, n, absmax_slot);
+    SQ_CUDA_CHECK(cudaGetLastError());
+  }
+  quantize_k<<<blocks_for(n), kThreads, 0, s>>>(x, n, static_scale ? nullptr : absmax_slot,
+                                                static_scale, q, scale_out);
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void fake_quant_segment(float* y, int64_t m, int64_t ld, int64_t col0, int64_t width,
+                        SegmentQuant mode, float static_scale, float* absmax_slot, cudaStream_t s) {
+  if (m <= 0 || width <= 0) return;
+  if (mode == SegmentQuant::kPerToken) {
+    fake_quant_rows_k<<<static_cast<unsigned>(m), kThreads, 0, s>>>(y, ld, col0,
+                                                                    static_cast<int>(width));
+  } else {
+    if (mode == SegmentQuant::kPerTensorDynamic) {
+      SQ_CUDA_CHECK(cudaMemsetAsync(absmax_slot, 0, sizeof(float), s));
+      absmax_k<<<blocks_for(m * width), kThreads, 0, s>>>(y, m, ld, col0, width, absmax_slot);
+      SQ_CUDA_CHECK(cudaGetLastError());
+    }
+    fake_quant_fixed_k<<<blocks_for(m * width), kThreads, 0, s>>>(
+        y, m, ld, col0, width, mode == SegmentQuant::kPerTensorDynamic ? absmax_slot : nullptr,
+        static_scale);
+  }
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void col_absmax(const float* x, int64_t m, int64_t n, float* acc, cudaStream_t s) {
+  if (m <= 0 || n <= 0) return;
+  const dim3 block(32, 8);
+  const dim3 grid(static_cast<unsigned>((n + 31) / 32),
+                  static_cast<unsigned>(std::min<int64_t>((m + 7) / 8, 64)));
+  col_absmax_k<<<grid, block, 0, s>>>(x, m, n, acc);
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace sq::cuda::ops
