@@ -59,6 +59,25 @@ ok = abs(b["ppl"] / a["ppl"] - 1) < 1e-3 and worst < 1e-3
 sys.exit(0 if ok else 1)
 PY
 
+step "perplexity table (README): FP and smoothed INT8 channel-token, cpu vs cuda"
+for model in tinystories-656k qwen2-synth; do
+  for dev in cpu cuda; do
+    $SQ perplexity $M/$model --text $TXT --ctx 256 --max-windows 20 --device $dev --json \
+      >"$OUT/ppl_fp_${model}_$dev.json"
+    $SQ perplexity $M/$model --text $TXT --ctx 256 --max-windows 20 --quant channel-token \
+      --mode int8 --calib-text $TXT --samples 32 --seq-len 256 --device $dev --json \
+      >"$OUT/ppl_int8_${model}_$dev.json"
+  done
+  python3 - "$OUT" "$model" <<'PY'
+import json, sys
+out, m = sys.argv[1], sys.argv[2]
+r = {k: json.load(open(f"{out}/ppl_{k}_{m}_{d}.json"))["ppl"] for k in ("fp", "int8") for d in ("cpu",)}
+g = {k: json.load(open(f"{out}/ppl_{k}_{m}_cuda.json"))["ppl"] for k in ("fp", "int8")}
+print(f"| {m} | {r['fp']:.4f} | {g['fp']:.4f} ({100 * (g['fp'] / r['fp'] - 1):+.3f}%) | "
+      f"{r['int8']:.4f} | {g['int8']:.4f} ({100 * (g['int8'] / r['int8'] - 1):+.3f}%) |")
+PY
+done
+
 step "end to end, Llama-2-7B shapes (random weights)"
 for p in 512 2048; do
   for scheme in channel-token o2; do

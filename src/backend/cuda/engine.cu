@@ -138,7 +138,8 @@ class CudaEngine : public DeviceEngine {
       for (DevLinear* x : {&l.qkv, &l.o, &l.gate_up, &l.down}) free_linear(*x);
     }
     cudaFree(embed_), cudaFree(final_norm_), cudaFree(lm_head_), cudaFree(lm_head_f32_);
-    cudaFree(inv_freq_), cudaFree(k_cache_), cudaFree(v_cache_), cudaFree(pos_);
+    cudaFree(inv_freq_), cudaFree(pos_);
+    free_cache();
     cudaFree(slot_), cudaFree(attn_ws_), cudaFree(stats_), cudaFreeHost(h_pos_);
     free_work();
     cudaStreamDestroy(stream_);
@@ -149,10 +150,18 @@ class CudaEngine : public DeviceEngine {
       throw std::runtime_error("context of " + std::to_string(capacity) +
                                " tokens exceeds the model's positions");
     if (capacity > capacity_) {
-      cudaFree(k_cache_), cudaFree(v_cache_);
-      const int64_t n = s_.layers * capacity * s_.kv_heads * s_.head_dim;
-      k_cache_ = device_alloc<float>(n);
-      v_cache_ = device_alloc<float>(n);
+      free_cache();
+      const int64_t kvd = s_.kv_heads * s_.head_dim, n = s_.layers * capacity * kvd;
+      if (int8_kv()) {  // int8 rows + one scale per position; one layer's fp32 scratch
+        k8_ = device_alloc<int8_t>(n), v8_ = device_alloc<int8_t>(n);
+        k8_scale_ = device_alloc<float>(s_.layers * capacity);
+        v8_scale_ = device_alloc<float>(s_.layers * capacity);
+        k_cache_ = device_alloc<float>(capacity * kvd);
+        v_cache_ = device_alloc<float>(capacity * kvd);
+      } else {
+        k_cache_ = device_alloc<float>(n);
+        v_cache_ = device_alloc<float>(n);
+      }
       capacity_ = capacity;
       drop_graph();  // it holds the old cache pointers
     }
@@ -165,7 +174,8 @@ class CudaEngine : public DeviceEngine {
     const std::string what = s_.precision == DevicePrecision::kF32    ? "fp32"
                              : s_.precision == DevicePrecision::kBf16 ? "bf16"
                                                                       : "INT8";
-    return what + " Linears on the GPU" + (use_graphs_ ? ", decode as a CUDA graph" : "");
+    return what + " Linears on the GPU" + (int8_kv() ? ", int8 KV cache" : "") +
+           (use_graphs_ ? ", decode as a CUDA graph" : "");
   }
 
   void start_stats() override {
@@ -231,6 +241,14 @@ class CudaEngine : public DeviceEngine {
   bool int8() const { return s_.precision == DevicePrecision::kInt8; }
   bool f32() const { return s_.precision == DevicePrecision::kF32; }
   bool per_token() const { return s_.act == DeviceActQuant::kPerToken; }
+  // --quant-bmm: k and v live in an int8 cache (quantized before RoPE, as NUMERICS §2 says).
+  bool int8_kv() const { return int8() && s_.quant_bmm; }
+  void free_cache() {
+    cudaFree(k_cache_), cudaFree(v_cache_), cudaFree(k8_), cudaFree(v8_);
+    cudaFree(k8_scale_), cudaFree(v8_scale_);
+    k_cache_ = v_cache_ = k8_scale_ = v8_scale_ = nullptr;
+    k8_ = v8_ = nullptr;
+  }
 
   void load_weights() {
     uint32_t seed = 1;
@@ -333,16 +351,26 @@ class CudaEngine : public DeviceEngine {
     norm_input(x_, nullptr, layers_[0].attn_norm, layers_[0].qkv, m, st);
     for (int64_t l = 0; l < s_.layers; ++l) {
       DevLayer& L = layers_[l];
-      float* kc = k_cache_ + l * capacity_ * kvd;
-      float* vc = v_cache_ + l * capacity_ * kvd;
+      // The layer's fp32 keys and values: its slice of the cache, or (int8 cache) the scratch
+      // that the dequantized, rotated prefix is written to.
+      float* kc = int8_kv() ? k_cache_ : k_cache_ + l * capacity_ * kvd;
+      float* vc = int8_kv() ? v_cache_ : v_cache_ + l * capacity_ * kvd;
       float* stat = stats_on_ ? stats_ + l * layer_stat_floats() : nullptr;
       const auto w = stat_widths();
       if (stat) ops::col_absmax(xf_, m, d, stat, st);
       linear(L.qkv, xf_, m, qkv_, st);
       if (stat) ops::col_absmax(qkv_, m, w[1], stat + w[0], st);
-      if (int8() && s_.quant_bmm) quant_bmm(L.qkv, m, st);
-      ops::rope_qkv_to_cache(qkv_, q_, kc, vc, pos_, m, s_.heads, s_.kv_heads, s_.head_dim,
-                             inv_freq_, st);
+      if (int8_kv()) {
+        quant_bmm(L.qkv, l, m, st);
+        ops::rope_qkv_to_cache(qkv_, q_, nullptr, nullptr, pos_, m, s_.heads, s_.kv_heads,
+                               s_.head_dim, inv_freq_, st);
+        ops::dequant_rope_kv(k8_ + l * capacity_ * kvd, k8_scale_ + l * capacity_,
+                             v8_ + l * capacity_ * kvd, v8_scale_ + l * capacity_, pos_, m,
+                             capacity_, s_.kv_heads, s_.head_dim, inv_freq_, kc, vc, st);
+      } else {
+        ops::rope_qkv_to_cache(qkv_, q_, kc, vc, pos_, m, s_.heads, s_.kv_heads, s_.head_dim,
+                               inv_freq_, st);
+      }
       ops::attention(q_, kc, vc, attn_, m, pos_, s_.heads, s_.kv_heads, s_.head_dim, scale,
                      attn_ws_, st);
       if (stat) ops::col_absmax(attn_, m, qd, stat + w[0] + w[1], st);
@@ -431,21 +459,25 @@ class CudaEngine : public DeviceEngine {
     if (l.bias) ops::add_bias(y, l.bias, m, l.out, st);
   }
 
-  // --quant-bmm: q, k and v (each its own tensor) fake-quantized before RoPE with the activation
-  // granularity, as the CPU INT8 path stores them in its int8 KV cache and reads them back.
-  void quant_bmm(const DevLinear& qkv, int64_t m, cudaStream_t st) {
+  // --quant-bmm: q, k and v (each its own tensor) quantized before RoPE with the activation
+  // granularity: q in place (quantize-dequantize), k and v into the layer's int8 cache rows at
+  // *pos — the CPU INT8 path's int8 KV cache, which it reads back as q · scale.
+  void quant_bmm(const DevLinear& qkv, int64_t l, int64_t m, cudaStream_t st) {
     const int64_t qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
-    const int64_t col0[3] = {0, qd, qd + kvd}, width[3] = {qd, kvd, kvd};
+    const int64_t ld = qd + 2 * kvd;
     const ops::SegmentQuant mode =
         s_.act == DeviceActQuant::kPerToken           ? ops::SegmentQuant::kPerToken
         : s_.act == DeviceActQuant::kPerTensorDynamic ? ops::SegmentQuant::kPerTensorDynamic
                                                       : ops::SegmentQuant::kStatic;
-    for (int i = 0; i < 3; ++i) {
-      if (mode == ops::SegmentQuant::kStatic && !(qkv.out_scales[i] > 0))
-        throw std::runtime_error("--quant-bmm with static activations needs output scales");
-      ops::fake_quant_segment(qkv_, m, qd + 2 * kvd, col0[i], width[i], mode, qkv.out_scales[i],
-                              slot_, st);
-    }
+    if (mode == ops::SegmentQuant::kStatic)
+      for (float sc : qkv.out_scales)
+        if (!(sc > 0))
+          throw std::runtime_error("--quant-bmm with static activations needs output scales");
+    ops::fake_quant_segment(qkv_, m, ld, 0, qd, mode, qkv.out_scales[0], slot_, st);
+    ops::quantize_segment_to_cache(qkv_, m, ld, qd, kvd, mode, qkv.out_scales[1], slot_, pos_,
+                                   k8_ + l * capacity_ * kvd, k8_scale_ + l * capacity_, st);
+    ops::quantize_segment_to_cache(qkv_, m, ld, qd + kvd, kvd, mode, qkv.out_scales[2], slot_, pos_,
+                                   v8_ + l * capacity_ * kvd, v8_scale_ + l * capacity_, st);
   }
 
   void capture_step() {
@@ -527,6 +559,8 @@ class CudaEngine : public DeviceEngine {
   float *embed_ = nullptr, *final_norm_ = nullptr, *inv_freq_ = nullptr, *lm_head_f32_ = nullptr;
   __nv_bfloat16* lm_head_ = nullptr;
   float *k_cache_ = nullptr, *v_cache_ = nullptr;
+  int8_t *k8_ = nullptr, *v8_ = nullptr;  // --quant-bmm int8 cache
+  float *k8_scale_ = nullptr, *v8_scale_ = nullptr;
   int64_t capacity_ = 0, size_ = 0, weight_bytes_ = 0, work_rows_ = 0;
   int32_t *ids_ = nullptr, *h_ids_ = nullptr;
   int *pos_ = nullptr, *h_pos_ = nullptr;  // the first position of the tokens in flight

@@ -72,6 +72,7 @@ __global__ void rope_qkv_k(const float* qkv, float* q_out, float* kc, float* vc,
     src = row + h * hd;
     dst = q_out + static_cast<int64_t>(t) * qd + h * hd;
   } else {
+    if (!kc) return;  // queries only (the int8 KV cache path writes k and v itself)
     const int kh = h - heads;
     src = row + qd + kh * hd;
     dst = kc + static_cast<int64_t>(p) * kvd + kh * hd;
@@ -85,6 +86,29 @@ __global__ void rope_qkv_k(const float* qkv, float* q_out, float* kc, float* vc,
   const float a = src[i], b = src[i + half];
   dst[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, sn));
   dst[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, sn));
+}
+
+// int8 KV cache → fp32 keys (rotated at their positions) and values for positions [0, *pos + m),
+// as the CPU's int8 path: x = q · scale, then RoPE. Block (position stride, kv head), head_dim/2
+// threads, each a rotation pair.
+__global__ void dequant_rope_kv_k(const int8_t* k8, const float* ks, const int8_t* v8,
+                                  const float* vs, const int* pos, int m, int kv_heads, int hd,
+                                  const float* inv_freq, float* kf, float* vf) {
+  const int n = *pos + m, kh = blockIdx.y, i = threadIdx.x, half = hd / 2;
+  if (i >= half) return;
+  const int64_t kvd = static_cast<int64_t>(kv_heads) * hd;
+  for (int p = blockIdx.x; p < n; p += gridDim.x) {
+    const int64_t o = p * kvd + kh * hd;
+    const float sk = ks[p], sv = vs[p];
+    const float a = static_cast<float>(k8[o + i]) * sk,
+                b = static_cast<float>(k8[o + i + half]) * sk;
+    const float f = __fmul_rn(static_cast<float>(p), inv_freq[i]);
+    const float c = cosf(f), sn = sinf(f);
+    kf[o + i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, sn));
+    kf[o + i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, sn));
+    vf[o + i] = static_cast<float>(v8[o + i]) * sv;
+    vf[o + i + half] = static_cast<float>(v8[o + i + half]) * sv;
+  }
 }
 
 // gu rows are [gate (ffn) | up (ffn)], the fused gate/up GEMM's output.
@@ -201,6 +225,18 @@ void add_bias(float* y, const float* bias, int64_t m, int64_t n, cudaStream_t s)
 
 void to_bf16(const float* x, __nv_bfloat16* y, int64_t n, cudaStream_t s) {
   to_bf16_k<<<blocks_for(n), kThreads, 0, s>>>(x, y, n);
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void dequant_rope_kv(const int8_t* k8, const float* k_scales, const int8_t* v8,
+                     const float* v_scales, const int* pos, int64_t m, int64_t capacity,
+                     int64_t kv_heads, int64_t head_dim, const float* inv_freq, float* k_out,
+                     float* v_out, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(capacity, 512)),
+                  static_cast<unsigned>(kv_heads));
+  dequant_rope_kv_k<<<grid, static_cast<unsigned>(std::max<int64_t>(32, head_dim / 2)), 0, s>>>(
+      k8, k_scales, v8, v_scales, pos, static_cast<int>(m), static_cast<int>(kv_heads),
+      static_cast<int>(head_dim), inv_freq, k_out, v_out);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 

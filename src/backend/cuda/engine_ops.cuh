@@ -18,10 +18,18 @@ void rms_norm_bf16(float* x, const float* res, const float* w, float eps, int64_
 void rms_norm_f32(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
                   float* out, cudaStream_t s);
 // qkv [m, (heads + 2·kv_heads)·head_dim] → q_out [m, heads·head_dim] rotated; k rotated and v into
-// the layer's caches ([positions, kv_heads·head_dim]) at rows *pos .. *pos + m.
+// the layer's caches ([positions, kv_heads·head_dim]) at rows *pos .. *pos + m (k_cache null:
+// queries only).
 void rope_qkv_to_cache(const float* qkv, float* q_out, float* k_cache, float* v_cache,
                        const int* pos, int64_t m, int64_t heads, int64_t kv_heads, int64_t head_dim,
                        const float* inv_freq, cudaStream_t s);
+// The int8 KV cache of --quant-bmm ([positions, kv_heads·head_dim] int8 + one scale per
+// position) → fp32 keys rotated at their positions and values, for positions [0, *pos + m).
+void dequant_rope_kv(const int8_t* k8, const float* k_scales, const int8_t* v8,
+                     const float* v_scales, const int* pos, int64_t m, int64_t capacity,
+                     int64_t kv_heads, int64_t head_dim, const float* inv_freq, float* k_out,
+                     float* v_out, cudaStream_t s);
+
 // Causal GQA attention (attention.cu) of query rows at positions *pos .. *pos + m (a device value,
 // so that a captured graph replays for any position) over the layer's caches [positions,
 // kv_heads·head_dim]. ws: attention_workspace_floats() floats of scratch for decode-sized m.

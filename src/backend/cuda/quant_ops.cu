@@ -81,6 +81,26 @@ __global__ void fake_quant_fixed_k(float* y, int64_t m, int64_t ld, int64_t col0
   }
 }
 
+// Block per row t: the segment of row t → cache row *pos + t. A per-tensor scale comes from
+// absmax (dynamic) or `fixed` (static); per token (both null) from the row itself.
+__global__ void quantize_to_cache_k(const float* y, int64_t ld, int64_t col0, int width,
+                                    const float* absmax, float fixed, bool per_token,
+                                    const int* pos, int8_t* q, float* scales) {
+  const float* r = y + blockIdx.x * ld + col0;
+  float scale;
+  if (per_token) {
+    float a = 0.0f;
+    for (int j = threadIdx.x; j < width; j += kThreads) a = fmaxf(a, fabsf(r[j]));
+    scale = scale_from_absmax(block_max(a));
+  } else {
+    scale = absmax ? scale_from_absmax(*absmax) : fixed;
+  }
+  const int64_t row = *pos + static_cast<int64_t>(blockIdx.x);
+  if (threadIdx.x == 0) scales[row] = scale;
+  for (int j = threadIdx.x; j < width; j += kThreads)
+    q[row * width + j] = static_cast<int8_t>(quant_level(r[j], scale));
+}
+
 // Block (column chunk of 32, row slab): each thread walks rows of one column.
 __global__ void col_absmax_k(const float* x, int64_t m, int64_t n, float* acc) {
   const int64_t j = blockIdx.x * 32 + threadIdx.x;
@@ -126,6 +146,22 @@ void fake_quant_segment(float* y, int64_t m, int64_t ld, int64_t col0, int64_t w
         y, m, ld, col0, width, mode == SegmentQuant::kPerTensorDynamic ? absmax_slot : nullptr,
         static_scale);
   }
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void quantize_segment_to_cache(const float* y, int64_t m, int64_t ld, int64_t col0, int64_t width,
+                               SegmentQuant mode, float static_scale, float* absmax_slot,
+                               const int* pos, int8_t* q, float* scales, cudaStream_t s) {
+  if (m <= 0 || width <= 0) return;
+  if (mode == SegmentQuant::kPerTensorDynamic) {
+    SQ_CUDA_CHECK(cudaMemsetAsync(absmax_slot, 0, sizeof(float), s));
+    absmax_k<<<blocks_for(m * width), kThreads, 0, s>>>(y, m, ld, col0, width, absmax_slot);
+    SQ_CUDA_CHECK(cudaGetLastError());
+  }
+  quantize_to_cache_k<<<static_cast<unsigned>(m), kThreads, 0, s>>>(
+      y, ld, col0, static_cast<int>(width),
+      mode == SegmentQuant::kPerTensorDynamic ? absmax_slot : nullptr, static_scale,
+      mode == SegmentQuant::kPerToken, pos, q, scales);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 

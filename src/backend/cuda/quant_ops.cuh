@@ -26,6 +26,12 @@ enum class SegmentQuant { kPerToken, kPerTensorDynamic, kStatic };
 void fake_quant_segment(float* y, int64_t m, int64_t ld, int64_t col0, int64_t width,
                         SegmentQuant mode, float static_scale, float* absmax_slot, cudaStream_t s);
 
+// The same quantization of a column segment, written as int8 rows into a cache instead:
+// q[(*pos + t) · width + j] and scales[*pos + t] for t < m (the --quant-bmm int8 KV cache).
+void quantize_segment_to_cache(const float* y, int64_t m, int64_t ld, int64_t col0, int64_t width,
+                               SegmentQuant mode, float static_scale, float* absmax_slot,
+                               const int* pos, int8_t* q, float* scales, cudaStream_t s);
+
 // acc[j] = max(acc[j], max_i |x[i, j]|) for x [m, n].
 void col_absmax(const float* x, int64_t m, int64_t n, float* acc, cudaStream_t s);
 
