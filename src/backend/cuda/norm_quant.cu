@@ -10,6 +10,7 @@
 #include <string>
 
 #include "backend/cuda/norm_quant_cuda.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace sq::cuda {
 namespace {
@@ -56,6 +57,7 @@ __global__ void __launch_bounds__(Threads)
     rms_norm_quant_kernel(T* __restrict__ x, const float* __restrict__ res,
                           const float* __restrict__ w, float eps, int d, int8_t* __restrict__ q,
                           float* __restrict__ scales) {
+  pdl_trigger();  // the decode GEMV that reads our output may launch and stream weights
   constexpr int kMaxPerThread = kMaxWidth / Threads;
   __shared__ float red[Threads / 32];
   const int64_t row = blockIdx.x;
@@ -103,6 +105,7 @@ template <int Threads>
 __global__ void __launch_bounds__(Threads)
     quantize_rows_kernel(const float* __restrict__ x, int d, int8_t* __restrict__ q,
                          float* __restrict__ scales) {
+  pdl_trigger();  // the decode GEMV that reads our output may launch and stream weights
   __shared__ float red[Threads / 32];
   const int64_t row = blockIdx.x;
   const float* xr = x + row * d;
@@ -124,6 +127,7 @@ template <int Threads, bool kStage>
 __global__ void __launch_bounds__(Threads)
     silu_mul_quant_kernel(const float* __restrict__ gu, int ffn, int8_t* __restrict__ q,
                           float* __restrict__ scales) {
+  pdl_trigger();  // the decode GEMV that reads our output may launch and stream weights
   extern __shared__ float ys[];
   __shared__ float red[Threads / 32];
   const int64_t row = blockIdx.x;

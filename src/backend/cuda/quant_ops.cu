@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/quant_ops.cuh"
 
 namespace sq::cuda::ops {
@@ -54,6 +55,7 @@ __global__ void absmax_k(const float* x, int64_t m, int64_t ld, int64_t col0, in
 
 __global__ void quantize_k(const float* x, int64_t n, const float* absmax, const float* fixed,
                            int8_t* q, float* scale_out) {
+  pdl_trigger();  // the decode GEMV that reads our output may launch and stream weights
   const float scale = fixed ? *fixed : scale_from_absmax(*absmax);
   if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;

@@ -1,0 +1,61 @@
+// Programmatic dependent launch (Hopper): a decode GEMV is launched so that it may start while
+// the kernel before it (the quantization of its input) is still running. The weights it streams
+// do not depend on that kernel, so its blocks load their first weight chunk, then wait in
+// pdl_wait() until the previous grid has completed and its writes are visible, and only then
+// read the activations. Kernels that feed such a GEMV call pdl_trigger() to allow it to launch
+// early. Both are no-ops before sm_90; launch_pdl falls back to a plain launch there.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <utility>
+
+#include "backend/cuda/cuda_check.h"
+
+namespace sq::cuda {
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Hopper or newer, unless SQ_CUDA_PDL=0.
+inline bool pdl_supported() {
+  static const bool ok = [] {
+    const char* env = std::getenv("SQ_CUDA_PDL");
+    if (env && env[0] == '0') return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+      return false;
+    return major >= 9;
+  }();
+  return ok;
+}
+
+// kernel<<<grid, block, 0, stream>>>(args...), allowed to overlap the previous kernel's tail.
+// The kernel must call pdl_wait() before it reads anything the previous kernel wrote.
+template <typename... Params, typename... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_supported() ? 1 : 0;
+  SQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+}  // namespace sq::cuda
