@@ -5,7 +5,8 @@
 //    (max, sum, weighted V). One block per (row, head) walking all keys used 32 of 132 SMs and
 //    took 100 µs per layer at 512 keys on the H200, the split version 30 µs before its V loads were
 //    batched per step of 8 keys;
-//  - prefill: blocks of 64 query rows × 64-key tiles staged in shared memory (K transposed),
+//  - prefill: on the tensor cores in 3xTF32 (attention_mma.cu) for the common head dims; else
+//    blocks of 64 query rows × 64-key tiles staged in shared memory (K transposed),
 //    S = Q·Kᵀ and O += P·V register-tiled (4 rows × 4 keys, 4 rows × head_dim/16 columns per
 //    thread) on the fp32 cores. Head dims other than 16·{1,2,4,5,6,8,16} use a simpler kernel.
 // Summation orders differ from the CPU engine, so results agree to fp32 rounding, not bit for bit.
@@ -13,9 +14,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/attention_mma.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/engine_ops.cuh"
 
@@ -432,6 +435,14 @@ void attention(const float* q, const float* k_cache, const float* v_cache, float
     SQ_CUDA_CHECK(cudaGetLastError());
     return;
   }
+  // Tensor cores (3xTF32) where that kernel has the head dim; SQ_CUDA_ATTN=fp32 keeps the
+  // CUDA-core kernels (for comparisons).
+  static const bool fp32_cores = [] {
+    const char* env = std::getenv("SQ_CUDA_ATTN");
+    return env && std::string(env) == "fp32";
+  }();
+  if (!fp32_cores && attention_mma_supports(head_dim))
+    return attention_mma(q, k_cache, v_cache, out, m, pos, heads, kv_heads, head_dim, scale, s);
   switch (head_dim) {
     case 16:
       launch_tiled<1>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);

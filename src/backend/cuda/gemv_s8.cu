@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   // The first chunk's weight rows are loaded before pdl_wait(), so that they stream while the
   // kernel that quantizes the activations is still running. (Loading every chunk one iteration
   // ahead cost registers and occupancy: 7% slower decode on the H200.)
-  auto load_w = [&](int ch, int4 (&wv)[kCols]) {
+  auto load_w = [&](int ch, int4(&wv)[kCols]) {
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
       wv[j] = ch < chunks && n0 + j < n
