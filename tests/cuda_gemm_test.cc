@@ -1,6 +1,6 @@
 // The CUDA INT8 GEMM against the CPU scalar reference: int32 results bit-exact, the bf16 epilogue
-// equal to the reference epilogue rounded to bf16, over awkward shapes (M = 1, tails in every
-// dimension, several persistent waves). Skips without a Hopper GPU.
+// equal to the reference epilogue (fp32, and rounded to bf16), over awkward shapes (M = 1, tails in
+// every dimension, several persistent waves). Skips without a Hopper GPU.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
@@ -59,16 +59,21 @@ TEST(CudaGemmS8, MatchesTheCpuReferenceBitForBit) {
       DeviceBuffer<uint16_t> dy(want.size());
       cuda::gemm_s8s8s32(da.p, dw.p, dc.p, m, n, k, nullptr);
       cuda::gemm_s8_bf16(da.p, dw.p, {dsx.p, true, dsw.p, true, db.p}, dy.p, m, n, k, nullptr);
+      DeviceBuffer<float> dyf(want.size());  // the engine's fp32 epilogue
+      cuda::gemm_s8_f32(da.p, dw.p, {dsx.p, true, dsw.p, true, db.p}, dyf.p, m, n, k, nullptr);
       SQ_CUDA_CHECK(cudaDeviceSynchronize());
       cuda::set_gemm_tile_override(cuda::GemmTileN::kAuto);
       const auto got = dc.get(want.size());
       const auto y = dy.get(want.size());
+      const auto yf = dyf.get(want.size());
       ASSERT_EQ(got, want) << "M=" << m << " N=" << n << " K=" << k << " tile "
                            << static_cast<int>(tile);
       const cpu::Epilogue ep{sx.data(), true, sw.data(), true, bias.data()};
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t j = 0; j < n; ++j) {
           const float f = cpu::ref::dequant(want[i * n + j], ep, i, j);
+          ASSERT_EQ(yf[i * n + j], f)
+              << "fp32 epilogue, M=" << m << " N=" << n << " at " << i << "," << j;
           ASSERT_EQ(y[i * n + j], __bfloat16_as_ushort(__float2bfloat16_rn(f)))
               << "M=" << m << " N=" << n << " K=" << k << " at " << i << "," << j;
         }

@@ -29,8 +29,11 @@ TEST(CudaNormQuant, MatchesTheCpuFusedNormWithinRounding) {
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (const int64_t d : {1, 100, 2048, 8192}) {
-    for (const bool bf16 : {false, true}) {
-      const int64_t m = 33;
+    // 33 rows take the 1024-thread kernel (decode sizes), 100 the 256-thread one (prefill).
+    for (const auto& [bf16, m] : {std::pair{false, int64_t{33}},
+                                  {true, int64_t{33}},
+                                  {false, int64_t{100}},
+                                  {true, int64_t{100}}}) {
       std::vector<float> x(m * d), w(d);
       std::vector<uint16_t> xb(m * d);
       for (auto& v : w) v = 0.5f + std::fabs(nd(rng));

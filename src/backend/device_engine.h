@@ -5,7 +5,7 @@
 // (llama, mistral, qwen2). Linears in fp32 (the reference: calibration and FP baselines), bf16, or
 // real INT8 with every activation granularity of NUMERICS §2 (per-tensor weights arrive expanded
 // to per-channel scales, which is exact) and --quant-bmm; activations, norms, RoPE, attention and
-// the residual stream in fp32, the lm_head in bf16 (fp32 in fp32 engines). fp32 engines can
+// the residual stream in fp32, the lm_head in bf16 (fp32 in fp32 engines, or on request). fp32 engines can
 // record calibration statistics.
 #pragma once
 
@@ -43,6 +43,7 @@ struct DeviceModelSpec {
   DevicePrecision precision = DevicePrecision::kBf16;
   DeviceActQuant act = DeviceActQuant::kPerToken;  // INT8 engines
   bool quant_bmm = false;  // INT8 engines: q/k/v outputs quantized (before RoPE)
+  bool f32_lm_head = false;  // bf16/INT8 engines: lm_head in fp32 as the CPU engines run it
   bool random = false;     // speed runs: random weights made on the device, all pointers ignored
   const float* embed = nullptr;       // [vocab, hidden]
   const float* final_norm = nullptr;  // [hidden]

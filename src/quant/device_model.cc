@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "backend/registry.h"
 #include "core/error.h"
 #include "core/progress.h"
 
@@ -92,9 +93,20 @@ std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, DevicePreci
   });
 }
 
-std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec) {
+void check_device_supported(const ModelConfig& cfg) {
+  SQ_CHECK(
+      cuda_compiled(),
+      "--device cuda: this build has no CUDA backend; rebuild with nvcc installed (-DSQ_CUDA=ON)");
+  SQ_CHECK(!cuda_devices().empty(),
+           "--device cuda: no CUDA GPU is visible (driver missing or no device); run on the CPU");
+  check_supported(cfg);
+}
+
+std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec,
+                                                 bool f32_lm_head) {
   check_supported(model.config());
   DeviceModelSpec s = shape_spec(model.config(), DevicePrecision::kInt8);
+  s.f32_lm_head = f32_lm_head;
   s.act = device_act(exec.act());
   s.quant_bmm = exec.int8_kv();
   // Host int8 copies live until the engine has uploaded them (in make_cuda_engine).

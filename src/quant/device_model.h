@@ -18,7 +18,13 @@ namespace sq {
 // fp32 or bf16 Linears of an FP model.
 std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, DevicePrecision precision);
 // Real INT8 Linears as `exec` runs them for `model` (a quantized model or an INT8 checkpoint).
-std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec);
+// f32_lm_head: keep the lm_head in fp32 as the CPU engines do (evaluations against an fp32
+// reference), instead of bf16 (speed).
+std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec,
+                                                 bool f32_lm_head = false);
+
+// Throws the user-facing error when `cfg` cannot run on the GPU engine (call before long work).
+void check_device_supported(const ModelConfig& cfg);
 
 // A spec for speed runs: the model's shapes with random weights made on the device.
 DeviceModelSpec random_device_spec(const ModelConfig& cfg, DevicePrecision precision);

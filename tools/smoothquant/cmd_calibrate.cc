@@ -25,6 +25,7 @@ void run_calibrate(const CalibrateArgs& a) {
            "-o {} is a directory; give a file name such as act_scales.safetensors", a.out);
   const std::string text = read_text_arg(a.text, "--text");
   const Model model = Model::load(a.model);
+  if (a.device == "cuda") check_device_supported(model.config());
   const auto tok = load_tokenizer(a.model);
   const CalibSet set = make_calib_set(
       text, *tok, {a.separator, a.samples, a.seq_len, a.shuffle, a.seed}, "--text " + a.text);
@@ -38,7 +39,8 @@ void run_calibrate(const CalibrateArgs& a) {
                 {"documents", stats.info.documents},
                 {"tokens", stats.info.tokens},
                 {"linears", stats.linears().size()},
-                {"separator", set.separator}});
+                {"separator", set.separator},
+                {"device", a.device}});
     return;
   }
   fmt::print(

@@ -48,6 +48,7 @@ void run_evaluate(const EvaluateArgs& a) {
            "--device cuda evaluates real INT8 (--mode int8); fake quantization runs on the CPU");
   const std::string text = read_text_arg(a.text, "--text");
   const Model model = Model::load(a.model);
+  if (cuda) check_device_supported(model.config());  // before calibrating
   const auto tok = load_tokenizer(a.model);
   const auto ids = tok->encode(text);
   const PerplexityOptions popt{a.ctx, a.max_windows};
@@ -85,7 +86,8 @@ void run_evaluate(const EvaluateArgs& a) {
             b.alpha_choices,
             b.alpha_winner};
     if (cuda) {
-      auto q = make_device_engine(*b.q.model, dynamic_cast<const Int8Executor&>(*b.q.executor));
+      auto q = make_device_engine(*b.q.model, dynamic_cast<const Int8Executor&>(*b.q.executor),
+                                  /*f32_lm_head=*/true);
       row.r = evaluate_against_fp(*fp_engine, *q, model.config(), ids, popt);
     } else {
       row.r = evaluate_against_fp(model, *b.q.model, b.q.forward_options(), ids, popt);

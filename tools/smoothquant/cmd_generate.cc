@@ -151,6 +151,8 @@ void run_generate(const GenerateArgs& a) {
                 {"completion", completion},
                 {"prompt_ids", std::vector<int32_t>(ids.begin(), ids.begin() + n_prompt)},
                 {"ids", out_ids},
+                {"device", a.device},
+                {"engine", engine ? engine->describe() : std::string("fp32 CPU engine")},
                 {"prefill_tokens_per_second", prefill_s > 0 ? n_prompt / prefill_s : 0.0},
                 {"decode_tokens_per_second", decode_s > 0 ? out_ids.size() / decode_s : 0.0}});
     return;

@@ -35,6 +35,13 @@ void run_perplexity(const PerplexityArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   const LoadedModel loaded = load_model(a.model);  // FP, or INT8 compressed-tensors
   const Model& model = *loaded.model;
+  const bool cuda = a.device == "cuda";
+  if (cuda) check_device_supported(model.config());  // before any long calibration
+  // The GPU runs real INT8 only, so --quant defaults to --mode int8 there.
+  const std::string mode = a.quant.mode.empty() ? (cuda ? "int8" : "fake") : a.quant.mode;
+  SQ_CHECK(!(cuda && !a.quant.scheme.empty() && mode == "fake"),
+           "--device cuda runs real INT8: use --mode int8 (or leave --mode out); fake "
+           "quantization runs on the CPU");
   const auto tok = load_tokenizer(a.model);
   const auto ids = tok->encode(text);
   const double load_s =
@@ -79,7 +86,7 @@ void run_perplexity(const PerplexityArgs& a) {
     cf.on_device = a.device == "cuda";
     CalibContext calib = resolve_calibration(model, *tok, cf, needs_stats);
     built = build_from_flags(model, scheme, a.quant.alpha, a.quant.no_smooth, a.quant.quant_bmm,
-                             calib, parse_mode_flag(a.quant.mode), a.device == "cuda");
+                             calib, parse_mode_flag(mode), cuda);
   } else {
     SQ_CHECK(
         a.quant.alpha.empty() && !a.quant.no_smooth && !a.quant.quant_bmm &&
@@ -148,6 +155,7 @@ void run_perplexity(const PerplexityArgs& a) {
               {"model", a.model},
               {"text", a.text},
               {"device", a.device}};
+    if (!a.quant.scheme.empty()) j["mode"] = mode;
     if (engine) j["engine"] = engine->describe();
     if (cmp) {
       j["kl_mean"] = cmp->kl_mean;

@@ -29,7 +29,7 @@ struct QuantFlags {
   std::string scheme;  // empty: no quantization
   std::string alpha;   // "", a number, or "auto"
   bool no_smooth = false, quant_bmm = false;
-  std::string mode = "fake";  // fake | int8
+  std::string mode;  // fake | int8; empty: fake on the CPU, int8 with --device cuda
   CalibFlags calib;
 };
 

@@ -111,39 +111,29 @@ class CudaEngine : public DeviceEngine {
                                "of 4 up to 128)");
     if (s_.hidden > 8192)
       throw std::runtime_error("--device cuda: hidden sizes above 8192 are not supported yet");
-    SQ_CUDA_CHECK(cudaStreamCreate(&stream_));
-    load_weights();
-    // As the CPU engine (and HF): inv_freq = 1 / theta^(2i/d) in fp32.
-    std::vector<float> inv(static_cast<size_t>(s_.head_dim / 2));
-    for (int64_t i = 0; i < s_.head_dim / 2; ++i)
-      inv[i] = 1.0f / std::pow(static_cast<float>(s_.rope_theta),
-                               static_cast<float>(2 * i) / static_cast<float>(s_.head_dim));
-    inv_freq_ = upload(inv.data(), static_cast<int64_t>(inv.size()));
-    pos_ = device_alloc<int>(1);
-    slot_ = device_alloc<float>(1);
-    attn_ws_ = device_alloc<float>(ops::attention_workspace_floats(s_.heads, s_.head_dim));
-    SQ_CUDA_CHECK(cudaMallocHost(&h_pos_, sizeof(int)));
+    try {
+      SQ_CUDA_CHECK(cudaStreamCreate(&stream_));
+      load_weights();
+      // As the CPU engine (and HF): inv_freq = 1 / theta^(2i/d) in fp32.
+      std::vector<float> inv(static_cast<size_t>(s_.head_dim / 2));
+      for (int64_t i = 0; i < s_.head_dim / 2; ++i)
+        inv[i] = 1.0f / std::pow(static_cast<float>(s_.rope_theta),
+                                 static_cast<float>(2 * i) / static_cast<float>(s_.head_dim));
+      inv_freq_ = upload(inv.data(), static_cast<int64_t>(inv.size()));
+      pos_ = device_alloc<int>(1);
+      slot_ = device_alloc<float>(1);
+      attn_ws_ = device_alloc<float>(ops::attention_workspace_floats(s_.heads, s_.head_dim));
+      SQ_CUDA_CHECK(cudaMallocHost(&h_pos_, sizeof(int)));
+      SQ_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    } catch (...) {
+      release();  // the destructor does not run for a constructor that throws
+      throw;
+    }
     const char* env = std::getenv("SQ_CUDA_GRAPHS");
     use_graphs_ = !(env && std::string(env) == "0");
-    SQ_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  ~CudaEngine() override {
-    auto free_linear = [](DevLinear& l) {
-      cudaFree(l.w_bf16), cudaFree(l.w_f32), cudaFree(l.w_s8), cudaFree(l.w_scales);
-      cudaFree(l.bias), cudaFree(l.in_scale);
-    };
-    for (auto& l : layers_) {
-      cudaFree(l.attn_norm), cudaFree(l.mlp_norm);
-      for (DevLinear* x : {&l.qkv, &l.o, &l.gate_up, &l.down}) free_linear(*x);
-    }
-    cudaFree(embed_), cudaFree(final_norm_), cudaFree(lm_head_), cudaFree(lm_head_f32_);
-    cudaFree(inv_freq_), cudaFree(pos_);
-    free_cache();
-    cudaFree(slot_), cudaFree(attn_ws_), cudaFree(stats_), cudaFreeHost(h_pos_);
-    free_work();
-    cudaStreamDestroy(stream_);
-  }
+  ~CudaEngine() override { release(); }
 
   void reset(int64_t capacity) override {
     if (capacity > s_.max_positions)
@@ -151,6 +141,7 @@ class CudaEngine : public DeviceEngine {
                                " tokens exceeds the model's positions");
     if (capacity > capacity_) {
       free_cache();
+      capacity_ = 0;  // no cache until the new one is complete
       const int64_t kvd = s_.kv_heads * s_.head_dim, n = s_.layers * capacity * kvd;
       if (int8_kv()) {  // int8 rows + one scale per position; one layer's fp32 scratch
         k8_ = device_alloc<int8_t>(n), v8_ = device_alloc<int8_t>(n);
@@ -219,6 +210,7 @@ class CudaEngine : public DeviceEngine {
       if (tokens[i] < 0 || tokens[i] >= s_.vocab)
         throw std::runtime_error("token id outside the vocabulary");
     ensure_work(m);
+    ensure_logits(last_only ? 1 : m);
     std::copy(tokens, tokens + m, h_ids_);
     *h_pos_ = static_cast<int>(size_);
     // One-token steps replay a graph; the first runs eagerly (plans and one-time kernel set-up
@@ -238,7 +230,26 @@ class CudaEngine : public DeviceEngine {
   }
 
  private:
+  void release() {
+    auto free_linear = [](DevLinear& l) {
+      cudaFree(l.w_bf16), cudaFree(l.w_f32), cudaFree(l.w_s8), cudaFree(l.w_scales);
+      cudaFree(l.bias), cudaFree(l.in_scale);
+    };
+    for (auto& l : layers_) {
+      cudaFree(l.attn_norm), cudaFree(l.mlp_norm);
+      for (DevLinear* x : {&l.qkv, &l.o, &l.gate_up, &l.down}) free_linear(*x);
+    }
+    layers_.clear();
+    cudaFree(embed_), cudaFree(final_norm_), cudaFree(lm_head_), cudaFree(lm_head_f32_);
+    cudaFree(inv_freq_), cudaFree(pos_);
+    free_cache();
+    cudaFree(slot_), cudaFree(attn_ws_), cudaFree(stats_), cudaFreeHost(h_pos_);
+    free_work();
+    if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
+  }
   bool int8() const { return s_.precision == DevicePrecision::kInt8; }
+  bool f32_head() const { return f32() || s_.f32_lm_head; }
   bool f32() const { return s_.precision == DevicePrecision::kF32; }
   bool per_token() const { return s_.act == DeviceActQuant::kPerToken; }
   // --quant-bmm: k and v live in an int8 cache (quantized before RoPE, as NUMERICS §2 says).
@@ -292,11 +303,15 @@ class CudaEngine : public DeviceEngine {
       weight_bytes_ += int8() ? n + l.out * 4 : (f32() ? 4 : 2) * n;
       return d;
     };
-    auto fused = [&](const std::vector<DeviceLinearSpec>& parts) {
+    auto fused = [&](const std::vector<DeviceLinearSpec>& parts, bool qkv) {
       std::vector<float> weight, scales, bias;
       std::vector<int8_t> w_s8;
       DevLinear d = linear(concat(parts, weight, w_s8, scales, bias));
-      for (const auto& p : parts) d.out_scales.push_back(p.out_scale);
+      for (const auto& p : parts) {
+        if (qkv && int8_kv() && s_.act == DeviceActQuant::kPerTensorStatic && !(p.out_scale > 0))
+          throw std::runtime_error("--quant-bmm with static activations needs output scales");
+        d.out_scales.push_back(p.out_scale);
+      }
       return d;
     };
     auto vec = [&](const float* p, int64_t n, float offset) {
@@ -318,9 +333,9 @@ class CudaEngine : public DeviceEngine {
         d.gate_up = linear({s_.hidden, 2 * s_.ffn});
         d.down = linear({s_.ffn, s_.hidden});
       } else {
-        d.qkv = fused({ls.q, ls.k, ls.v});
+        d.qkv = fused({ls.q, ls.k, ls.v}, true);
         d.o = linear(ls.o);
-        d.gate_up = fused({ls.gate, ls.up});
+        d.gate_up = fused({ls.gate, ls.up}, false);
         d.down = linear(ls.down);
       }
       layers_.push_back(std::move(d));
@@ -328,7 +343,7 @@ class CudaEngine : public DeviceEngine {
     embed_ = vec(s_.embed, s_.vocab * s_.hidden, 0.0f);
     final_norm_ = vec(s_.final_norm, s_.hidden, 1.0f);
     const int64_t nh = s_.vocab * s_.hidden;
-    if (f32()) {  // the reference engine keeps its lm_head in fp32 too
+    if (f32_head()) {  // fp32 engines and evaluations keep the lm_head in fp32, as the CPU
       lm_head_f32_ = s_.random ? device_alloc<float>(nh) : upload(s_.lm_head, nh);
       if (s_.random) ops::fill_random(lm_head_f32_, nh, 0.02f, 0.0f, seed++, stream_);
     } else if (s_.random) {
@@ -399,7 +414,7 @@ class CudaEngine : public DeviceEngine {
     }
     // The last residual add only on the rows whose logits are wanted.
     const int64_t rows = last_only ? 1 : m, r0 = m - rows;
-    if (f32()) {
+    if (f32_head()) {
       ops::rms_norm_f32(x_ + r0 * d, o_ + r0 * d, final_norm_, s_.eps, rows, d, xf_, st);
       gemm_.run(xf_, lm_head_f32_, logits_, rows, s_.vocab, d, st);
       if (stats_on_) {
@@ -469,10 +484,6 @@ class CudaEngine : public DeviceEngine {
         s_.act == DeviceActQuant::kPerToken           ? ops::SegmentQuant::kPerToken
         : s_.act == DeviceActQuant::kPerTensorDynamic ? ops::SegmentQuant::kPerTensorDynamic
                                                       : ops::SegmentQuant::kStatic;
-    if (mode == ops::SegmentQuant::kStatic)
-      for (float sc : qkv.out_scales)
-        if (!(sc > 0))
-          throw std::runtime_error("--quant-bmm with static activations needs output scales");
     ops::fake_quant_segment(qkv_, m, ld, 0, qd, mode, qkv.out_scales[0], slot_, st);
     ops::quantize_segment_to_cache(qkv_, m, ld, qd, kvd, mode, qkv.out_scales[1], slot_, pos_,
                                    k8_ + l * capacity_ * kvd, k8_scale_ + l * capacity_, st);
@@ -483,19 +494,16 @@ class CudaEngine : public DeviceEngine {
   void capture_step() {
     cudaGraph_t g = nullptr;
     SQ_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    bool ok = true;
     try {
       enqueue(1, true);
     } catch (...) {
-      cudaStreamEndCapture(stream_, &g);
-      if (g) cudaGraphDestroy(g);
-      cudaGetLastError();
-      use_graphs_ = false;  // run eagerly from now on
-      return;
+      ok = false;
     }
-    SQ_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
-    const cudaError_t e = cudaGraphInstantiate(&graph_, g, 0);
-    cudaGraphDestroy(g);
-    if (e != cudaSuccess) {
+    ok = cudaStreamEndCapture(stream_, &g) == cudaSuccess && ok;
+    ok = ok && cudaGraphInstantiate(&graph_, g, 0) == cudaSuccess;
+    if (g) cudaGraphDestroy(g);
+    if (!ok) {  // run eagerly from now on
       cudaGetLastError();
       graph_ = nullptr;
       use_graphs_ = false;
@@ -531,22 +539,30 @@ class CudaEngine : public DeviceEngine {
     qkv_ = device_alloc<float>(m * (qd + 2 * kvd));
     attn_ = device_alloc<float>(m * qd);
     gu_ = device_alloc<float>(m * 2 * s_.ffn);
-    if (!int8() || !per_token()) xf_ = device_alloc<float>(m * std::max(wide, d));
+    if (!int8() || !per_token() || s_.f32_lm_head) xf_ = device_alloc<float>(m * std::max(wide, d));
     if (s_.precision == DevicePrecision::kBf16 || !f32())
       xb_ = device_alloc<__nv_bfloat16>(m * std::max(wide, d));
     if (int8()) xq_ = device_alloc<int8_t>(m * std::max(wide, d));
     xs_ = device_alloc<float>(m);
-    logits_ = device_alloc<float>(m * s_.vocab);
     SQ_CUDA_CHECK(cudaMallocHost(&h_ids_, m * sizeof(int32_t)));
-    SQ_CUDA_CHECK(cudaMallocHost(&h_logits_, m * s_.vocab * sizeof(float)));
     work_rows_ = m;
+  }
+  // Logits for `rows` rows only: a long prompt asking for its last row needs one.
+  void ensure_logits(int64_t rows) {
+    if (rows <= logit_rows_) return;
+    drop_graph();  // it holds the old buffers
+    cudaFree(logits_), cudaFreeHost(h_logits_);
+    logits_ = nullptr, h_logits_ = nullptr, logit_rows_ = 0;
+    logits_ = device_alloc<float>(rows * s_.vocab);
+    SQ_CUDA_CHECK(cudaMallocHost(&h_logits_, rows * s_.vocab * sizeof(float)));
+    logit_rows_ = rows;
   }
   void free_work() {
     drop_graph();  // it holds the old buffers
     cudaFree(ids_), cudaFree(x_), cudaFree(o_), cudaFree(q_), cudaFree(qkv_), cudaFree(attn_);
     cudaFree(gu_), cudaFree(xf_), cudaFree(xb_), cudaFree(xq_), cudaFree(xs_), cudaFree(logits_);
     cudaFreeHost(h_ids_), cudaFreeHost(h_logits_);
-    ids_ = nullptr, h_ids_ = nullptr, h_logits_ = nullptr;
+    ids_ = nullptr, h_ids_ = nullptr, h_logits_ = nullptr, logit_rows_ = 0;
     x_ = o_ = q_ = qkv_ = attn_ = gu_ = xf_ = xs_ = logits_ = nullptr;
     xb_ = nullptr, xq_ = nullptr;
     work_rows_ = 0;
@@ -561,7 +577,7 @@ class CudaEngine : public DeviceEngine {
   float *k_cache_ = nullptr, *v_cache_ = nullptr;
   int8_t *k8_ = nullptr, *v8_ = nullptr;  // --quant-bmm int8 cache
   float *k8_scale_ = nullptr, *v8_scale_ = nullptr;
-  int64_t capacity_ = 0, size_ = 0, weight_bytes_ = 0, work_rows_ = 0;
+  int64_t capacity_ = 0, size_ = 0, weight_bytes_ = 0, work_rows_ = 0, logit_rows_ = 0;
   int32_t *ids_ = nullptr, *h_ids_ = nullptr;
   int *pos_ = nullptr, *h_pos_ = nullptr;  // the first position of the tokens in flight
   float *x_ = nullptr, *o_ = nullptr, *q_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr,

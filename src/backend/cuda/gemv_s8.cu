@@ -40,8 +40,8 @@ __device__ __forceinline__ void store(int32_t v, int row, int col, int n, const 
 
 template <int kM, int kCols, bool kBf16Out>
 __global__ void __launch_bounds__(kWarps * 32)
-    gemv_s8_kernel(const int8_t* __restrict__ a, const int8_t* __restrict__ w, int32_t* c,
-                   uint16_t* y, GemmS8Epilogue ep, int m, int n, int k) {
+    gemv_s8_kernel(const int8_t* a, const int8_t* __restrict__ w, int32_t* c, uint16_t* y,
+                   GemmS8Epilogue ep, int m, int n, int k) {
   __shared__ int32_t partial[kWarps][kCols][kM];
   const int wi = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n0 = blockIdx.x * kCols;
@@ -72,7 +72,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int r = 0; r < kM; ++r) {
       if (r >= m) break;
-      const int4 av = __ldg(reinterpret_cast<const int4*>(a + int64_t(r) * k) + ch);
+      // A coherent load: the previous grid wrote `a` while this one was already resident (PDL).
+      const int4 av = *(reinterpret_cast<const int4*>(a + int64_t(r) * k) + ch);
 #pragma unroll
       for (int j = 0; j < kCols; ++j) {
         int32_t s = acc[j][r];
@@ -124,8 +125,8 @@ constexpr int kMmaWarps = 16;
 
 template <int kJ, bool kBf16Out>
 __global__ void __launch_bounds__(kMmaWarps * 32)
-    gemv_s8_mma_kernel(const int8_t* __restrict__ a, const int8_t* __restrict__ w, int32_t* c,
-                       uint16_t* y, GemmS8Epilogue ep, int m, int n, int k) {
+    gemv_s8_mma_kernel(const int8_t* a, const int8_t* __restrict__ w, int32_t* c, uint16_t* y,
+                       GemmS8Epilogue ep, int m, int n, int k) {
   __shared__ int32_t partial[kMmaWarps][kJ * 32 * 4];
   const int wi = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * kJ * 8;
@@ -158,11 +159,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     } else {
       load_w(ch, wv);
     }
+    // Coherent loads of the activations, which the previous grid wrote (PDL).
     const int4 a_lo =
-        k_ok && g < m ? __ldg(reinterpret_cast<const int4*>(a + int64_t(g) * k + kb)) : zero;
-    const int4 a_hi = k_ok && g + 8 < m
-                          ? __ldg(reinterpret_cast<const int4*>(a + int64_t(g + 8) * k + kb))
-                          : zero;
+        k_ok && g < m ? *reinterpret_cast<const int4*>(a + int64_t(g) * k + kb) : zero;
+    const int4 a_hi =
+        k_ok && g + 8 < m ? *reinterpret_cast<const int4*>(a + int64_t(g + 8) * k + kb) : zero;
     const uint32_t f0[4] = {uint32_t(a_lo.x), uint32_t(a_hi.x), uint32_t(a_lo.y), uint32_t(a_hi.y)};
     const uint32_t f1[4] = {uint32_t(a_lo.z), uint32_t(a_hi.z), uint32_t(a_lo.w), uint32_t(a_hi.w)};
 #pragma unroll

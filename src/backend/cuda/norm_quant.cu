@@ -5,6 +5,7 @@
 // device memory.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -156,20 +157,29 @@ __global__ void __launch_bounds__(Threads)
   }
 }
 
-constexpr int kMaxStageBytes = 200 * 1024;
+// Rows up to this many bytes are staged in shared memory: 200 KB, or the device's opt-in limit.
+int max_stage_bytes() {
+  static const int bytes = [] {
+    int dev = 0, optin = 0;
+    SQ_CUDA_CHECK(cudaGetDevice(&dev));
+    SQ_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return std::min(200 * 1024, optin - 1024);  // room for the kernel's static shared memory
+  }();
+  return bytes;
+}
 
 template <int Threads>
 void launch_silu(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
                  cudaStream_t stream) {
   const size_t bytes = static_cast<size_t>(ffn) * sizeof(float);
-  if (bytes > kMaxStageBytes) {
+  if (bytes > static_cast<size_t>(max_stage_bytes())) {
     silu_mul_quant_kernel<Threads, false>
         <<<static_cast<unsigned>(m), Threads, 0, stream>>>(gu, static_cast<int>(ffn), q, scales);
   } else {
     static const bool attr_set = [] {
       SQ_CUDA_CHECK(cudaFuncSetAttribute(silu_mul_quant_kernel<Threads, true>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         kMaxStageBytes));
+                                         max_stage_bytes()));
       return true;
     }();
     (void)attr_set;
