@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <span>
 
@@ -103,8 +104,11 @@ TEST_P(CudaEngine, FloatEnginesMatchTheCpuEngine) {
 }
 
 // Real INT8 on the GPU against the CPU INT8 executor for one scheme. Same int8 weights, scales
-// and quantizer; the GPU's reduction orders flip an activation rounding now and then, so the
-// criterion is the issue's: the loss agrees within 0.1% (plus a loose bound on single logits).
+// and quantizer, and the lm_head in fp32 as on the CPU; the GPU's reduction orders flip an
+// activation rounding now and then, so the criterion is the issue's: the loss agrees within 0.1%
+// (plus a loose bound on single logits). On the H200 14 of the 16 model × scheme cases agree to
+// the last bit; o2 --quant-bmm on TinyStories (no smoothing) differs by 0.247 and fails the logit
+// bound: an open question (docs/gpu_gemm_notes.md), not a tolerance to widen.
 void check_int8(const Model& fp, Scheme scheme, bool bmm, const std::vector<int32_t>& ids,
                 int64_t vocab) {
   SCOPED_TRACE(std::string(scheme_name(scheme)) + (bmm ? " --quant-bmm" : ""));
@@ -117,11 +121,15 @@ void check_int8(const Model& fp, Scheme scheme, bool bmm, const std::vector<int3
   KvCache cache(fp.config(), n);
   std::vector<float> cpu8, gpu8, step;
   q.model->forward(ids, cache, cpu8, q.forward_options());
-  auto e = make_device_engine(*q.model, dynamic_cast<const Int8Executor&>(*q.executor));
+  const auto& exec = dynamic_cast<const Int8Executor&>(*q.executor);
+  auto e = make_device_engine(*q.model, exec, /*f32_lm_head=*/true);
   e->reset(n);
   e->forward(ids.data(), n, gpu8, false);
   const double nll_cpu = window_nll(cpu8.data(), ids, vocab);
   EXPECT_LT(std::fabs(window_nll(gpu8.data(), ids, vocab) / nll_cpu - 1), 1e-3) << "NLL";
+  std::printf("  %s%s: max |logit| GPU vs CPU INT8 %.4f\n",
+              std::string(scheme_name(scheme)).c_str(), bmm ? " --quant-bmm" : "",
+              max_abs_diff(cpu8, gpu8));
   EXPECT_LT(max_abs_diff(cpu8, gpu8), 0.2) << "logits";
   // Decode (the M ≤ 16 kernels, replayed as a graph) against the CPU's decode steps: with
   // per-tensor dynamic scales a step's quantization depends on the batch, so decode is compared
@@ -141,7 +149,7 @@ void check_int8(const Model& fp, Scheme scheme, bool bmm, const std::vector<int3
   // Steps 2.. replay a graph (GEMVs launched with programmatic dependent launch); an engine
   // launching eagerly must give the same bits: the INT8 kernels are deterministic.
   setenv("SQ_CUDA_GRAPHS", "0", 1);
-  auto eager = make_device_engine(*q.model, dynamic_cast<const Int8Executor&>(*q.executor));
+  auto eager = make_device_engine(*q.model, exec, /*f32_lm_head=*/true);
   unsetenv("SQ_CUDA_GRAPHS");
   std::vector<float> eager_step;
   eager->reset(n);
