@@ -55,6 +55,16 @@ __global__ void __launch_bounds__(Threads)
   }
 }
 
+// cos and sin of an fp32 angle rounded from double precision: correctly rounded in practice, as
+// the CPU engine's std::cos/std::sin(float) (glibc) are, where CUDA's cosf/sinf may be an ulp off.
+// An ulp in a rotated key can flip a rounding of a quantized activation downstream.
+__device__ __forceinline__ void rope_cos_sin(float angle, float& c, float& s) {
+  double sd, cd;
+  sincos(static_cast<double>(angle), &sd, &cd);
+  c = static_cast<float>(cd);
+  s = static_cast<float>(sd);
+}
+
 // The fused q|k|v output row t → q (rotated) into q_out, k (rotated) and v into the layer's cache
 // at position *pos + t. grid (m, heads + kv_heads), block head_dim/2: blocks below `heads` rotate
 // a query head, the others one key head and copy its value head. Position p rotates pair (i, i +
@@ -82,7 +92,8 @@ __global__ void rope_qkv_k(const float* qkv, float* q_out, float* kc, float* vc,
     vd[i + half] = vs[i + half];
   }
   const float f = __fmul_rn(static_cast<float>(p), inv_freq[i]);
-  const float c = cosf(f), sn = sinf(f);
+  float c, sn;
+  rope_cos_sin(f, c, sn);
   const float a = src[i], b = src[i + half];
   dst[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, sn));
   dst[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, sn));
@@ -103,7 +114,8 @@ __global__ void dequant_rope_kv_k(const int8_t* k8, const float* ks, const int8_
     const float a = static_cast<float>(k8[o + i]) * sk,
                 b = static_cast<float>(k8[o + i + half]) * sk;
     const float f = __fmul_rn(static_cast<float>(p), inv_freq[i]);
-    const float c = cosf(f), sn = sinf(f);
+    float c, sn;
+  rope_cos_sin(f, c, sn);
     kf[o + i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, sn));
     kf[o + i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, sn));
     vf[o + i] = static_cast<float>(v8[o + i]) * sv;
