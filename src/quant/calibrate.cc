@@ -73,16 +73,21 @@ CalibSet make_calib_set(const std::string& text, const Tokenizer& tok, const Cal
   return set;
 }
 
+int64_t longest_document(const CalibSet& set, const ModelConfig& cfg) {
+  int64_t longest = 0;
+  for (const auto& d : set.docs)
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(d.size()));
+  SQ_CHECK(longest <= cfg.max_positions,
+           "--seq-len {} exceeds the model's {} positions; use a smaller --seq-len", longest,
+           cfg.max_positions);
+  return longest;
+}
+
 ActStats calibrate(const Model& model, const CalibSet& set, ForwardOptions fwd) {
   ActStats stats;
   StatsObserver obs(stats);
   fwd.observer = &obs;
-  int64_t longest = 0;
-  for (const auto& d : set.docs)
-    longest = std::max<int64_t>(longest, static_cast<int64_t>(d.size()));
-  SQ_CHECK(longest <= model.config().max_positions,
-           "--seq-len {} exceeds the model's {} positions; use a smaller --seq-len", longest,
-           model.config().max_positions);
+  const int64_t longest = longest_document(set, model.config());
   KvCache cache(model.config(), longest);
   std::vector<float> logits;
   Progress progress("calibrate", set.tokens, "tokens");

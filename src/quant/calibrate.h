@@ -36,6 +36,9 @@ std::vector<std::string> split_documents(const std::string& text, const std::str
 CalibSet make_calib_set(const std::string& text, const Tokenizer& tok, const CalibOptions& opt,
                         const std::string& source);
 
+// The longest document of `set`; throws when it exceeds the model's positions (--seq-len).
+int64_t longest_document(const CalibSet& set, const ModelConfig& cfg);
+
 // Runs the calibration documents through `model` and returns the statistics of every Linear.
 // `fwd` lets a fake-quant executor run (static scales of a quantized model); its observer is set
 // by this function.

@@ -59,6 +59,8 @@ std::unique_ptr<DeviceEngine> start(const Model& model, DeviceModelSpec s, Linea
   return make_cuda_engine(s);
 }
 
+}  // namespace
+
 DeviceActQuant device_act(ActGranularity a) {
   switch (a) {
     case ActGranularity::kPerTokenDynamic:
@@ -70,8 +72,6 @@ DeviceActQuant device_act(ActGranularity a) {
   }
   return DeviceActQuant::kPerToken;
 }
-
-}  // namespace
 
 DeviceModelSpec random_device_spec(const ModelConfig& cfg, DevicePrecision precision) {
   check_supported(cfg);
@@ -127,12 +127,7 @@ std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8E
 
 ActStats calibrate_on_device(const Model& model, const CalibSet& set) {
   const ModelConfig& cfg = model.config();
-  int64_t longest = 0;
-  for (const auto& d : set.docs)
-    longest = std::max<int64_t>(longest, static_cast<int64_t>(d.size()));
-  SQ_CHECK(longest <= cfg.max_positions,
-           "--seq-len {} exceeds the model's {} positions; use a smaller --seq-len", longest,
-           cfg.max_positions);
+  const int64_t longest = longest_document(set, cfg);
   auto engine = make_device_engine(model, DevicePrecision::kF32);
   engine->start_stats();
   std::vector<float> logits;

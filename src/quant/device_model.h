@@ -26,6 +26,9 @@ std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8E
 // Throws the user-facing error when `cfg` cannot run on the GPU engine (call before long work).
 void check_device_supported(const ModelConfig& cfg);
 
+// The engine's activation quantization for a scheme's granularity.
+DeviceActQuant device_act(ActGranularity a);
+
 // A spec for speed runs: the model's shapes with random weights made on the device.
 DeviceModelSpec random_device_spec(const ModelConfig& cfg, DevicePrecision precision);
 

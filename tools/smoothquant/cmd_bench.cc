@@ -100,9 +100,7 @@ void run_bench_device(const BenchArgs& a) {
     if (a.random_weights) {
       DeviceModelSpec spec =
           random_device_spec(cfg, i8 ? DevicePrecision::kInt8 : DevicePrecision::kBf16);
-      spec.act = scheme_spec(scheme).act == ActGranularity::kPerTokenDynamic
-                     ? DeviceActQuant::kPerToken
-                     : DeviceActQuant::kPerTensorDynamic;
+      spec.act = device_act(scheme_spec(scheme).act);
       e = make_cuda_engine(spec);
     } else if (i8) {
       QuantSetup setup;
