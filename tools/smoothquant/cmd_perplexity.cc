@@ -101,8 +101,9 @@ void run_perplexity(const PerplexityArgs& a) {
     std::unique_ptr<DeviceEngine> fp_engine;
     if (built) {
       const auto* exec = dynamic_cast<const Int8Executor*>(built->q.executor.get());
-      SQ_CHECK(exec, "--device cuda runs real INT8: add --mode int8 to --quant {}", a.quant.scheme);
-      engine = make_device_engine(*built->q.model, *exec);
+      SQ_CHECK(exec, "internal error: --device cuda built no INT8 executor for --quant {}",
+               a.quant.scheme);
+      engine = make_device_engine(*built->q.model, *exec, /*f32_lm_head=*/true);
       fp_engine = make_device_engine(model, DevicePrecision::kF32);
     } else if (loaded.int8()) {
       engine = make_device_engine(model, *loaded.executor);
