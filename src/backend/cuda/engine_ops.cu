@@ -135,12 +135,6 @@ __global__ void silu_mul_k(const float* gu, int64_t ffn, float* of, __nv_bfloat1
   }
 }
 
-__global__ void add_k(float* x, const float* y, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    x[i] += y[i];
-}
-
 __global__ void add_bias_k(float* y, const float* b, int64_t total, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x)
@@ -222,11 +216,6 @@ void silu_mul(const float* gu, int64_t m, int64_t ffn, float* out_f32, __nv_bflo
               cudaStream_t s) {
   const int64_t n = m * ffn;
   silu_mul_k<<<blocks_for(n), kThreads, 0, s>>>(gu, ffn, out_f32, out_bf16, n);
-  SQ_CUDA_CHECK(cudaGetLastError());
-}
-
-void add(float* x, const float* y, int64_t n, cudaStream_t s) {
-  add_k<<<blocks_for(n), kThreads, 0, s>>>(x, y, n);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 

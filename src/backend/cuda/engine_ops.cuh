@@ -1,8 +1,7 @@
 // Element-wise and attention kernels of the CUDA engine (engine.cu), fp32 throughout as the CPU
 // engine computes: embedding gather, RMSNorm to bf16 (the bf16 Linears' input, optionally after
 // the residual add), RoPE (HF rotate_half, fused with the KV-cache write), causal GQA attention
-// over the fp32 KV cache with an online softmax (one warp per query row and head), SiLU·up,
-// residual and bias adds, fp32 → bf16.
+// over the fp32 KV cache with an online softmax (attention.cu), SiLU·up, bias adds, fp32 → bf16.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -41,7 +40,6 @@ void attention(const float* q, const float* k_cache, const float* v_cache, float
 // gu [m, 2·ffn] = [gate | up] per row → silu(gate) · up, [m, ffn], fp32 and/or bf16.
 void silu_mul(const float* gu, int64_t m, int64_t ffn, float* out_f32, __nv_bfloat16* out_bf16,
               cudaStream_t s);
-void add(float* x, const float* y, int64_t n, cudaStream_t s);
 void add_bias(float* y, const float* bias, int64_t m, int64_t n, cudaStream_t s);
 void to_bf16(const float* x, __nv_bfloat16* y, int64_t n, cudaStream_t s);
 // Deterministic pseudo-random fills for speed runs (values in [-amp, amp]).
