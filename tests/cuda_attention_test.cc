@@ -1,20 +1,25 @@
-// The engine's attention kernels (split-key decode, tensor-core 3xTF32 prefill, fp32-core prefill
-// for other head dims) against a float64 causal GQA reference, on random data with a prefix
-// already in the cache (pos0 > 0) and row counts that leave partial tiles. Skips without a GPU.
+// The engine's attention kernels (split-key decode with its in-kernel merge, tensor-core 3xTF32
+// prefill, fp32-core prefill for other head dims) against a float64 causal GQA reference, on random
+// data with a prefix already in the cache (pos0 > 0) and row counts that leave partial tiles. Skips
+// without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <tuple>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/engine_ops.cuh"
+#include "backend/cuda/norm_quant_cuda.h"
 #include "backend/registry.h"
 
 namespace sq {
 namespace {
+
+std::vector<int8_t> q8_host(size_t n) { return std::vector<int8_t>(n, 99); }
 
 template <typename T>
 T* to_device(const std::vector<T>& v) {
@@ -32,6 +37,10 @@ TEST(CudaAttention, MatchesAFloat64Reference) {
   // (head_dim, rows, pos0): decode sizes (split keys), tensor-core head dims, fp32-core ones.
   for (const auto& [hd, m, pos0] : {std::tuple{128, 1, 700},
                                     {64, 5, 300},
+                                    {128, 1, 0},
+                                    {256, 3, 40},
+                                    {48, 1, 2000},
+                                    {80, 7, 100},
                                     {128, 130, 50},
                                     {80, 70, 0},
                                     {16, 9, 3},
@@ -49,9 +58,37 @@ TEST(CudaAttention, MatchesAFloat64Reference) {
     int* dpos = to_device(std::vector<int>{pos0});
     float* dout = to_device(std::vector<float>(q.size(), NAN));
     float* ws = to_device(std::vector<float>(cuda::ops::attention_workspace_floats(heads, hd)));
+    // Twice on the same workspace: the decode kernel's counters must be left ready for reuse.
     cuda::ops::attention(dq, dk, dv, dout, m, dpos, heads, kv_heads, hd, scale, ws, nullptr);
-    std::vector<float> got(q.size());
+    std::vector<float> got(q.size()), first(q.size());
+    SQ_CUDA_CHECK(cudaMemcpy(first.data(), dout, first.size() * 4, cudaMemcpyDeviceToHost));
+    SQ_CUDA_CHECK(cudaMemcpy(dout, std::vector<float>(q.size(), NAN).data(), q.size() * 4,
+                             cudaMemcpyHostToDevice));
+    cuda::ops::attention(dq, dk, dv, dout, m, dpos, heads, kv_heads, hd, scale, ws, nullptr);
     SQ_CUDA_CHECK(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_TRUE(std::memcmp(&got[i], &first[i], 4) == 0) << "second call differs at " << i;
+    // Decode rows can also be quantized per token in the same kernel: bit-equal to the separate
+    // kernel run on the output.
+    int8_t *q8 = to_device(std::vector<int8_t>(q.size())), *want8 = to_device(q8_host(q.size()));
+    float *s8 = to_device(std::vector<float>(m)), *want_s = to_device(std::vector<float>(m));
+    const bool fused = cuda::ops::attention(dq, dk, dv, dout, m, dpos, heads, kv_heads, hd, scale,
+                                            ws, nullptr, q8, s8);
+    EXPECT_EQ(fused, m < 8);
+    if (fused) {
+      cuda::quantize_per_token_s8(dout, m, qd, want8, want_s, nullptr);
+      std::vector<int8_t> a(q.size()), b(q.size());
+      std::vector<float> sa(m), sb(m);
+      SQ_CUDA_CHECK(cudaMemcpy(a.data(), q8, a.size(), cudaMemcpyDeviceToHost));
+      SQ_CUDA_CHECK(cudaMemcpy(b.data(), want8, b.size(), cudaMemcpyDeviceToHost));
+      SQ_CUDA_CHECK(cudaMemcpy(sa.data(), s8, m * 4, cudaMemcpyDeviceToHost));
+      SQ_CUDA_CHECK(cudaMemcpy(sb.data(), want_s, m * 4, cudaMemcpyDeviceToHost));
+      EXPECT_EQ(a, b);
+      EXPECT_EQ(std::memcmp(sa.data(), sb.data(), m * 4), 0);
+    }
+    for (void* p : {static_cast<void*>(q8), static_cast<void*>(want8), static_cast<void*>(s8),
+                    static_cast<void*>(want_s)})
+      cudaFree(p);
     for (void* p : {static_cast<void*>(dq), static_cast<void*>(dk), static_cast<void*>(dv),
                     static_cast<void*>(dpos), static_cast<void*>(dout), static_cast<void*>(ws)})
       cudaFree(p);

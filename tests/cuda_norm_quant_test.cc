@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -74,6 +75,58 @@ TEST(CudaNormQuant, MatchesTheCpuFusedNormWithinRounding) {
         }
       }
       EXPECT_LE(off_by_one, std::max<int64_t>(2, m * d / 1000)) << "d=" << d << " bf16=" << bf16;
+    }
+  }
+}
+
+// SiLU(gate) · up quantized per token: decode-sized calls (a CTA cluster per row on Hopper) give
+// the same bits as the rows of a prefill-sized call (one block per row), and both are within
+// one step of a CPU reference (expf may differ by an ulp between the two libraries).
+TEST(CudaNormQuant, SiluMulQuantSameBitsForAnyRowCount) {
+  if (cuda::query_devices().empty()) GTEST_SKIP() << "no CUDA device visible";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (const int64_t ffn : {1, 100, 11008, 40000}) {
+    const int64_t m_all = 70;
+    std::vector<float> gu(static_cast<size_t>(m_all * 2 * ffn));
+    for (auto& v : gu) v = nd(rng);
+    gu[static_cast<size_t>(ffn / 2)] = 40.0f;  // an outlier gate in row 0
+    float* dgu = upload(gu);
+    auto run = [&](int64_t m, std::vector<int8_t>& q, std::vector<float>& s) {
+      int8_t* dq = nullptr;
+      float* ds = nullptr;
+      SQ_CUDA_CHECK(cudaMalloc(&dq, m * ffn));
+      SQ_CUDA_CHECK(cudaMalloc(&ds, m * sizeof(float)));
+      cuda::silu_mul_quant_s8(dgu, m, ffn, dq, ds, nullptr);
+      q.resize(m * ffn), s.resize(m);
+      SQ_CUDA_CHECK(cudaMemcpy(q.data(), dq, q.size(), cudaMemcpyDeviceToHost));
+      SQ_CUDA_CHECK(cudaMemcpy(s.data(), ds, m * sizeof(float), cudaMemcpyDeviceToHost));
+      cudaFree(dq), cudaFree(ds);
+    };
+    std::vector<int8_t> q_all, q_few;
+    std::vector<float> s_all, s_few;
+    run(m_all, q_all, s_all);
+    for (const int64_t m : {1, 3, 5}) {
+      run(m, q_few, s_few);
+      for (int64_t i = 0; i < m; ++i) ASSERT_EQ(s_few[i], s_all[i]) << "ffn " << ffn << " m " << m;
+      for (int64_t j = 0; j < m * ffn; ++j)
+        ASSERT_EQ(q_few[j], q_all[j]) << "ffn " << ffn << " m " << m << " at " << j;
+    }
+    cudaFree(dgu);
+    for (int64_t i = 0; i < m_all; ++i) {
+      std::vector<float> y(static_cast<size_t>(ffn));
+      float amax = 0.0f;
+      for (int64_t j = 0; j < ffn; ++j) {
+        const float g = gu[i * 2 * ffn + j], u = gu[i * 2 * ffn + ffn + j];
+        y[j] = g / (1.0f + std::exp(-g)) * u;
+        amax = std::max(amax, std::fabs(y[j]));
+      }
+      const float scale = std::max(amax, 1e-5f) / 127.0f;
+      ASSERT_NEAR(s_all[i], scale, 4e-7f * scale) << "ffn " << ffn << " row " << i;
+      for (int64_t j = 0; j < ffn; ++j) {
+        const float want = std::clamp(std::rint(y[j] / scale), -127.0f, 127.0f);
+        ASSERT_LE(std::fabs(q_all[i * ffn + j] - want), 1.0f) << "ffn " << ffn << " at " << i;
+      }
     }
   }
 }

@@ -1,10 +1,9 @@
 // Causal GQA attention of the CUDA engine (engine_ops.cuh) over the fp32 KV cache, in fp32 with an
 // online softmax, for query rows at positions *pos .. *pos + m:
 //  - decode (m < kPrefillMinRows): split-key ("flash-decoding"): up to kSplits blocks per (row,
-//    head) each walk a chunk of the keys with 4 warps, then a merge kernel combines their partial
-//    (max, sum, weighted V). One block per (row, head) walking all keys used 32 of 132 SMs and
-//    took 100 µs per layer at 512 keys on the H200, the split version 30 µs before its V loads were
-//    batched per step of 8 keys;
+//    head) each walk a chunk of the keys with 4 warps, and the last of them to finish merges their
+//    partial (max, sum, weighted V). One block per (row, head) walking all keys used 32 of 132 SMs
+//    and took 100 µs per layer at 512 keys on the H200;
 //  - prefill: on the tensor cores in 3xTF32 (attention_mma.cu) for the common head dims; else
 //    blocks of 64 query rows × 64-key tiles staged in shared memory (K transposed),
 //    S = Q·Kᵀ and O += P·V register-tiled (4 rows × 4 keys, 4 rows × head_dim/16 columns per
@@ -21,66 +20,89 @@
 #include "backend/cuda/attention_mma.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/engine_ops.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace sq::cuda::ops {
 namespace {
 
 constexpr int kPrefillMinRows = 8;
 constexpr int kSplits = 32, kSplitMinKeys = 32;  // a split walks at least 32 keys
-constexpr int kDecWarps = 4, kKeysPerStep = 8;
-constexpr int kMaxPerLane = 8;  // head_dim ≤ 256
+constexpr int kDecWarps = 4;
 
-// Block (row t, head h, split s) over keys [s·chunk, min((s+1)·chunk, n_keys)); writes its
-// unnormalized partial state to ws (ml: max and sum; acc: Σ p·v).
+// Decode: block (row t, head h, split s) over keys [s·chunk, min((s+1)·chunk, n_keys)). Lane l
+// owns the float4 groups l + 32·g (g < kGroups) of head_dim, so one K or V row is one 16-byte
+// load per lane. A warp takes kKeys keys per step and issues their K and V loads together (the V
+// rows do not depend on the scores), so a step costs one memory latency, not two. The block's
+// partial state (max, sum, Σ p·v) goes to ws; the last block of (t, h) to finish, found with a
+// counter in ws that it resets for the next launch, merges the partials and writes the output.
+// A separate merge kernel cost a launch and ~5 µs per layer on the H200.
+template <int kGroups>
 __global__ void __launch_bounds__(kDecWarps * 32)
-    attention_split_k(const float* q, const float* kc, const float* vc, const int* pos, int heads,
-                      int kv_heads, int hd, float scale, float2* ws_ml, float* ws_acc) {
+    attention_decode_k(const float* q, const float* kc, const float* vc, const int* pos, int heads,
+                       int kv_heads, int hd, float scale, float2* ws_ml, float* ws_acc,
+                       unsigned* counters, float* head_max, float* out, int8_t* q8,
+                       float* q8_scales) {
+  pdl_trigger();  // the o_proj GEMV may launch and stream its weights meanwhile
+  pdl_wait();     // launched with PDL: the RoPE kernel wrote q and the cache
+  constexpr int kKeys = 8 / kGroups;
   __shared__ float sm_mx[kDecWarps], sm_sum[kDecWarps];
-  __shared__ float sm_acc[kDecWarps][kMaxPerLane * 32];
+  __shared__ float4 sm_acc[kDecWarps][kGroups * 32];
+  __shared__ bool is_last;
   const int t = blockIdx.x / heads, h = blockIdx.x % heads, kvh = h / (heads / kv_heads);
   const int split = blockIdx.y;
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n_keys = *pos + t + 1;
   const int chunk = max(kSplitMinKeys, (n_keys + kSplits - 1) / kSplits);
+  const int n_active = (n_keys + chunk - 1) / chunk;
+  if (split >= n_active) return;  // no keys here; the merge reads only the active splits
   const int k_begin = split * chunk, k_end = min(n_keys, k_begin + chunk);
-  const int64_t part = static_cast<int64_t>(blockIdx.x) * kSplits + split;
-  if (k_begin >= n_keys) {  // nothing to do: an empty partial
-    if (threadIdx.x == 0) ws_ml[part] = make_float2(-INFINITY, 0.0f);
-    return;
-  }
-  const int64_t q_stride = static_cast<int64_t>(heads) * hd;
+  const int groups = hd / 4;  // head_dim % 4 == 0 (attention_supports)
   const int64_t kv_stride = static_cast<int64_t>(kv_heads) * hd;
-  float qv[kMaxPerLane], acc[kMaxPerLane];
+  const float4* q4 =
+      reinterpret_cast<const float4*>(q + (static_cast<int64_t>(t) * heads + h) * hd);
+  const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  float4 qv[kGroups], acc[kGroups];
 #pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
-    const int d = lane + 32 * i;
-    qv[i] = d < hd ? q[t * q_stride + h * hd + d] : 0.0f;
-    acc[i] = 0.0f;
+  for (int g = 0; g < kGroups; ++g) {
+    const int e = lane + 32 * g;
+    qv[g] = e < groups ? q4[e] : zero4;
+    acc[g] = zero4;
   }
   float mx = -INFINITY, sum = 0.0f;
-  for (int j0 = k_begin + w * kKeysPerStep; j0 < k_end; j0 += kDecWarps * kKeysPerStep) {
-    float sc[kKeysPerStep];
+  for (int j0 = k_begin + w * kKeys; j0 < k_end; j0 += kDecWarps * kKeys) {
+    float4 kr[kKeys][kGroups], vr[kKeys][kGroups];
 #pragma unroll
-    for (int u = 0; u < kKeysPerStep; ++u) {
-      const int j = min(j0 + u, k_end - 1);
-      const float* kr = kc + j * kv_stride + kvh * hd;
+    for (int u = 0; u < kKeys; ++u) {
+      const int64_t row = min(j0 + u, k_end - 1) * kv_stride + kvh * hd;
+      const float4* k4 = reinterpret_cast<const float4*>(kc + row);
+      const float4* v4 = reinterpret_cast<const float4*>(vc + row);
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+        const int e = lane + 32 * g;
+        kr[u][g] = e < groups ? k4[e] : zero4;
+        vr[u][g] = e < groups ? v4[e] : zero4;
+      }
+    }
+    float sc[kKeys];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
       float sd = 0.0f;
 #pragma unroll
-      for (int i = 0; i < kMaxPerLane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) sd += qv[i] * kr[d];
+      for (int g = 0; g < kGroups; ++g) {
+        sd += qv[g].x * kr[u][g].x;
+        sd += qv[g].y * kr[u][g].y;
+        sd += qv[g].z * kr[u][g].z;
+        sd += qv[g].w * kr[u][g].w;
       }
       sc[u] = sd;
     }
 #pragma unroll
     for (int off = 16; off > 0; off /= 2)
 #pragma unroll
-      for (int u = 0; u < kKeysPerStep; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], off);
-    // The step's keys update the softmax state together, so that their V rows are independent
-    // loads in flight at once (one key at a time exposed the load latency per key).
+      for (int u = 0; u < kKeys; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], off);
     float step_mx = -INFINITY;
 #pragma unroll
-    for (int u = 0; u < kKeysPerStep; ++u) {
+    for (int u = 0; u < kKeys; ++u) {
       sc[u] = j0 + u < k_end ? sc[u] * scale : -INFINITY;
       step_mx = fmaxf(step_mx, sc[u]);
     }
@@ -88,16 +110,17 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     const float corr = expf(mx - mx_new);
     sum *= corr;
 #pragma unroll
-    for (int i = 0; i < kMaxPerLane; ++i) acc[i] *= corr;
+    for (int g = 0; g < kGroups; ++g) {
+      acc[g].x *= corr, acc[g].y *= corr, acc[g].z *= corr, acc[g].w *= corr;
+    }
 #pragma unroll
-    for (int u = 0; u < kKeysPerStep; ++u) {
+    for (int u = 0; u < kKeys; ++u) {
       const float p = sc[u] == -INFINITY ? 0.0f : expf(sc[u] - mx_new);
       sum += p;
-      const float* vr = vc + min(j0 + u, k_end - 1) * kv_stride + kvh * hd;
 #pragma unroll
-      for (int i = 0; i < kMaxPerLane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) acc[i] += p * vr[d];
+      for (int g = 0; g < kGroups; ++g) {
+        acc[g].x += p * vr[u][g].x, acc[g].y += p * vr[u][g].y;
+        acc[g].z += p * vr[u][g].z, acc[g].w += p * vr[u][g].w;
       }
     }
     mx = mx_new;
@@ -107,7 +130,7 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     sm_sum[w] = sum;
   }
 #pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) sm_acc[w][lane + 32 * i] = acc[i];
+  for (int g = 0; g < kGroups; ++g) sm_acc[w][lane + 32 * g] = acc[g];
   __syncthreads();
   float gmx = -INFINITY;
   for (int k = 0; k < kDecWarps; ++k) gmx = fmaxf(gmx, sm_mx[k]);
@@ -116,35 +139,108 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     f[k] = sm_sum[k] > 0.0f ? expf(sm_mx[k] - gmx) : 0.0f;  // warps without keys contribute 0
     total += sm_sum[k] * f[k];
   }
+  const int64_t part = static_cast<int64_t>(blockIdx.x) * kSplits + split;
   if (threadIdx.x == 0) ws_ml[part] = make_float2(gmx, total);
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float o = 0.0f;
-    for (int k = 0; k < kDecWarps; ++k) o += sm_acc[k][d] * f[k];
+    for (int k = 0; k < kDecWarps; ++k) {
+      const float4 a = sm_acc[k][d / 4];
+      o += (d % 4 == 0 ? a.x : d % 4 == 1 ? a.y : d % 4 == 2 ? a.z : a.w) * f[k];
+    }
     ws_acc[part * hd + d] = o;
   }
-}
-
-// One block per (row, head), one thread per output element: combines the splits' partials.
-__global__ void attention_merge_k(const float2* ws_ml, const float* ws_acc, float* out, int heads,
-                                  int hd) {
-  const int t = blockIdx.x / heads, h = blockIdx.x % heads;
+  // Publish the partial, then count it (the threadFenceReduction pattern).
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) is_last = atomicAdd(&counters[blockIdx.x], 1u) == unsigned(n_active - 1);
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  if (threadIdx.x == 0) counters[blockIdx.x] = 0;  // ready for the next launch (graph replays)
+  // The merge, with every load of the partials in flight at once: walking the splits one load at
+  // a time made this tail cost more than the keys themselves.
+  __shared__ float sm_f[kSplits];
+  __shared__ float sm_inv;
   const int64_t base = static_cast<int64_t>(blockIdx.x) * kSplits;
-  float gmx = -INFINITY;
-  for (int s = 0; s < kSplits; ++s)
-    if (ws_ml[base + s].y > 0.0f) gmx = fmaxf(gmx, ws_ml[base + s].x);
-  float total = 0.0f;
-  for (int s = 0; s < kSplits; ++s) {
-    const float2 ml = ws_ml[base + s];
-    if (ml.y > 0.0f) total += ml.y * expf(ml.x - gmx);
+  if (w == 0) {
+    const float2 ml = lane < n_active ? __ldcg(&ws_ml[base + lane]) : make_float2(-INFINITY, 0.0f);
+    float mmx = ml.y > 0.0f ? ml.x : -INFINITY;
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) mmx = fmaxf(mmx, __shfl_xor_sync(0xffffffffu, mmx, off));
+    const float f = ml.y > 0.0f ? expf(ml.x - mmx) : 0.0f;
+    float tot = ml.y * f;
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) tot += __shfl_xor_sync(0xffffffffu, tot, off);
+    sm_f[lane] = f;
+    if (lane == 0) sm_inv = 1.0f / tot;
   }
-  const float inv = 1.0f / total;
+  __syncthreads();
+  const float inv = sm_inv;
+  float amax = 0.0f;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a[kSplits];
+#pragma unroll
+    for (int s = 0; s < kSplits; ++s)
+      a[s] = s < n_active ? __ldcg(&ws_acc[(base + s) * hd + d]) : 0.0f;
     float o = 0.0f;
-    for (int s = 0; s < kSplits; ++s) {
-      const float2 ml = ws_ml[base + s];
-      if (ml.y > 0.0f) o += ws_acc[(base + s) * hd + d] * expf(ml.x - gmx);
+#pragma unroll
+    for (int s = 0; s < kSplits; ++s) o += a[s] * sm_f[s];
+    o *= inv;
+    out[(static_cast<int64_t>(t) * heads + h) * hd + d] = o;
+    amax = fmaxf(amax, fabsf(o));
+  }
+  if (!q8) return;
+    // Per-token quantization of the row, exactly as quantize_per_token_s8 (NUMERICS §1), which
+    // saves the o_proj input its own kernel: each head publishes the abs-max of its outputs, and
+    // the row's last head to finish quantizes the row.
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  if (lane == 0) sm_mx[w] = amax;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float hm = 0.0f;
+    for (int k = 0; k < kDecWarps; ++k) hm = fmaxf(hm, sm_mx[k]);
+    head_max[blockIdx.x] = hm;
+  }
+  unsigned* row_counter = counters + kPrefillMinRows * heads + t;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) is_last = atomicAdd(row_counter, 1u) == unsigned(heads - 1);
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  if (threadIdx.x == 0) *row_counter = 0;
+  amax = 0.0f;
+  for (int i = threadIdx.x; i < heads; i += blockDim.x)
+    amax = fmaxf(amax, __ldcg(&head_max[t * heads + i]));
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  __syncthreads();  // sm_mx was read above
+  if (lane == 0) sm_mx[w] = amax;
+  __syncthreads();
+  amax = 0.0f;
+  for (int k = 0; k < kDecWarps; ++k) amax = fmaxf(amax, sm_mx[k]);
+  const float qscale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
+  if (threadIdx.x == 0) q8_scales[t] = qscale;
+  const int n4 = heads * hd / 4;  // head_dim % 4 == 0
+  const float4* row4 = reinterpret_cast<const float4*>(out + static_cast<int64_t>(t) * heads * hd);
+  char4* row_q8 = reinterpret_cast<char4*>(q8 + static_cast<int64_t>(t) * heads * hd);
+  auto to_q = [&](float x) {
+    return static_cast<signed char>(fminf(fmaxf(rintf(__fdiv_rn(x, qscale)), -127.0f), 127.0f));
+  };
+  constexpr int kUnroll = 8;
+  for (int j0 = threadIdx.x; j0 < n4; j0 += kUnroll * blockDim.x) {
+    float4 v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = j0 + u * blockDim.x;
+      v[u] = j < n4 ? __ldcg(row4 + j) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
-    out[(static_cast<int64_t>(t) * heads + h) * hd + d] = o * inv;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = j0 + u * blockDim.x;
+      if (j < n4) row_q8[j] = make_char4(to_q(v[u].x), to_q(v[u].y), to_q(v[u].z), to_q(v[u].w));
+    }
   }
 }
 
@@ -399,8 +495,9 @@ __global__ void __launch_bounds__(kPfRows * 32)
 }  // namespace
 
 int64_t attention_workspace_floats(int64_t heads, int64_t head_dim) {
-  // float2 (max, sum) + head_dim accumulators per (row, head, split), for decode-sized m.
-  return static_cast<int64_t>(kPrefillMinRows) * heads * kSplits * (2 + head_dim);
+  // float2 (max, sum) + head_dim accumulators per (row, head, split); counters, one per (row,
+  // head) and one per row; an output abs-max per (row, head); for decode-sized m.
+  return static_cast<int64_t>(kPrefillMinRows) * (heads * (kSplits * (2 + head_dim) + 2) + 1);
 }
 
 bool attention_supports(int64_t head_dim) {
@@ -418,22 +515,28 @@ bool attention_supports(int64_t head_dim) {
   }
 }
 
-void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
+bool attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
                const int* pos, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale,
-               float* ws, cudaStream_t s) {
+               float* ws, cudaStream_t s, int8_t* q8, float* q8_scales) {
   if (m < kPrefillMinRows) {
     auto* ws_ml = reinterpret_cast<float2*>(ws);
     float* ws_acc = ws + 2 * kPrefillMinRows * heads * kSplits;
+    auto* counters =
+        reinterpret_cast<unsigned*>(ws_acc + kPrefillMinRows * heads * kSplits * head_dim);
+    float* head_max = reinterpret_cast<float*>(counters + kPrefillMinRows * (heads + 1));
     const dim3 grid(static_cast<unsigned>(m * heads), kSplits);
-    attention_split_k<<<grid, kDecWarps * 32, 0, s>>>(
-        q, k_cache, v_cache, pos, static_cast<int>(heads), static_cast<int>(kv_heads),
-        static_cast<int>(head_dim), scale, ws_ml, ws_acc);
+    auto go = [&](auto kernel) {
+      launch_pdl(kernel, grid, dim3(kDecWarps * 32), s, q, k_cache, v_cache, pos,
+                 static_cast<int>(heads), static_cast<int>(kv_heads), static_cast<int>(head_dim),
+                 scale, ws_ml, ws_acc, counters, head_max, out, q8, q8_scales);
+    };
+    if (head_dim <= 128) {
+      go(attention_decode_k<1>);
+    } else {
+      go(attention_decode_k<2>);
+    }
     SQ_CUDA_CHECK(cudaGetLastError());
-    attention_merge_k<<<static_cast<unsigned>(m * heads),
-                        static_cast<unsigned>(std::min<int64_t>(head_dim, 256)), 0, s>>>(
-        ws_ml, ws_acc, out, static_cast<int>(heads), static_cast<int>(head_dim));
-    SQ_CUDA_CHECK(cudaGetLastError());
-    return;
+    return q8 != nullptr;
   }
   // Tensor cores (3xTF32) where that kernel has the head dim; SQ_CUDA_ATTN=fp32 keeps the
   // CUDA-core kernels (for comparisons).
@@ -441,8 +544,10 @@ void attention(const float* q, const float* k_cache, const float* v_cache, float
     const char* env = std::getenv("SQ_CUDA_ATTN");
     return env && std::string(env) == "fp32";
   }();
-  if (!fp32_cores && attention_mma_supports(head_dim))
-    return attention_mma(q, k_cache, v_cache, out, m, pos, heads, kv_heads, head_dim, scale, s);
+  if (!fp32_cores && attention_mma_supports(head_dim)) {
+    attention_mma(q, k_cache, v_cache, out, m, pos, heads, kv_heads, head_dim, scale, s);
+    return false;
+  }
   switch (head_dim) {
     case 16:
       launch_tiled<1>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
@@ -477,6 +582,7 @@ void attention(const float* q, const float* k_cache, const float* v_cache, float
     }
   }
   SQ_CUDA_CHECK(cudaGetLastError());
+  return false;
 }
 
 }  // namespace sq::cuda::ops

@@ -122,7 +122,9 @@ class CudaEngine : public DeviceEngine {
       inv_freq_ = upload(inv.data(), static_cast<int64_t>(inv.size()));
       pos_ = device_alloc<int>(1);
       slot_ = device_alloc<float>(1);
-      attn_ws_ = device_alloc<float>(ops::attention_workspace_floats(s_.heads, s_.head_dim));
+      const int64_t ws_floats = ops::attention_workspace_floats(s_.heads, s_.head_dim);
+      attn_ws_ = device_alloc<float>(ws_floats);
+      SQ_CUDA_CHECK(cudaMemsetAsync(attn_ws_, 0, ws_floats * sizeof(float), stream_));
       SQ_CUDA_CHECK(cudaMallocHost(&h_pos_, sizeof(int)));
       SQ_CUDA_CHECK(cudaStreamSynchronize(stream_));
     } catch (...) {
@@ -386,10 +388,12 @@ class CudaEngine : public DeviceEngine {
         ops::rope_qkv_to_cache(qkv_, q_, kc, vc, pos_, m, s_.heads, s_.kv_heads, s_.head_dim,
                                inv_freq_, st);
       }
-      ops::attention(q_, kc, vc, attn_, m, pos_, s_.heads, s_.kv_heads, s_.head_dim, scale,
-                     attn_ws_, st);
+      const bool fuse_quant = int8() && per_token();
+      const bool quantized =
+          ops::attention(q_, kc, vc, attn_, m, pos_, s_.heads, s_.kv_heads, s_.head_dim, scale,
+                         attn_ws_, st, fuse_quant ? xq_ : nullptr, xs_);
       if (stat) ops::col_absmax(attn_, m, qd, stat + w[0] + w[1], st);
-      plain_input(attn_, m, qd, L.o, st);
+      if (!quantized) plain_input(attn_, m, qd, L.o, st);
       linear(L.o, attn_, m, o_, st);
       if (stat) ops::col_absmax(o_, m, d, stat + w[0] + w[1] + w[2], st);
       norm_input(x_, o_, L.mlp_norm, L.gate_up, m, st);

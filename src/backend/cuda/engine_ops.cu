@@ -1,4 +1,6 @@
-// Kernels of engine_ops.cuh (attention lives in attention.cu).
+// Kernels of engine_ops.cuh (attention lives in attention.cu). The per-layer ones are launched
+// with programmatic dependent launch (pdl.cuh) and wait for their predecessor before touching
+// memory: only the launch latency overlaps the previous kernel's tail.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -6,6 +8,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/engine_ops.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace sq::cuda::ops {
 namespace {
@@ -29,6 +32,8 @@ __global__ void embed_k(const int32_t* ids, const float* table, float* x, int d)
 template <typename Out, int Threads>
 __global__ void __launch_bounds__(Threads)
     rms_norm_k(float* x, const float* res, const float* w, float eps, int d, Out* out) {
+  pdl_trigger();
+  pdl_wait();
   __shared__ float red[Threads / 32];
   const int64_t row = blockIdx.x;
   float* xr = x + row * d;
@@ -71,6 +76,8 @@ __device__ __forceinline__ void rope_cos_sin(float angle, float& c, float& s) {
 // half) by p · inv_freq[i] (HF rotate_half).
 __global__ void rope_qkv_k(const float* qkv, float* q_out, float* kc, float* vc, const int* pos,
                            int heads, int kv_heads, int hd, const float* inv_freq) {
+  pdl_trigger();
+  pdl_wait();
   const int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = hd / 2;
   if (i >= half) return;
   const int qd = heads * hd, kvd = kv_heads * hd;
@@ -115,7 +122,7 @@ __global__ void dequant_rope_kv_k(const int8_t* k8, const float* ks, const int8_
                 b = static_cast<float>(k8[o + i + half]) * sk;
     const float f = __fmul_rn(static_cast<float>(p), inv_freq[i]);
     float c, sn;
-  rope_cos_sin(f, c, sn);
+    rope_cos_sin(f, c, sn);
     kf[o + i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, sn));
     kf[o + i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, sn));
     vf[o + i] = static_cast<float>(v8[o + i]) * sv;
@@ -125,6 +132,8 @@ __global__ void dequant_rope_kv_k(const int8_t* k8, const float* ks, const int8_
 
 // gu rows are [gate (ffn) | up (ffn)], the fused gate/up GEMM's output.
 __global__ void silu_mul_k(const float* gu, int64_t ffn, float* of, __nv_bfloat16* ob, int64_t n) {
+  pdl_trigger();
+  pdl_wait();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / ffn, j = i % ffn;
@@ -142,6 +151,8 @@ __global__ void add_bias_k(float* y, const float* b, int64_t total, int64_t n) {
 }
 
 __global__ void to_bf16_k(const float* x, __nv_bfloat16* y, int64_t n) {
+  pdl_trigger();
+  pdl_wait();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     y[i] = __float2bfloat16_rn(x[i]);
@@ -183,11 +194,11 @@ template <typename Out>
 void launch_rms_norm(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
                      Out* out, cudaStream_t s) {
   if (m <= 64) {
-    rms_norm_k<Out, 1024>
-        <<<static_cast<unsigned>(m), 1024, 0, s>>>(x, res, w, eps, static_cast<int>(d), out);
+    launch_pdl(rms_norm_k<Out, 1024>, dim3(static_cast<unsigned>(m)), dim3(1024), s, x, res, w, eps,
+               static_cast<int>(d), out);
   } else {
-    rms_norm_k<Out, kThreads>
-        <<<static_cast<unsigned>(m), kThreads, 0, s>>>(x, res, w, eps, static_cast<int>(d), out);
+    launch_pdl(rms_norm_k<Out, kThreads>, dim3(static_cast<unsigned>(m)), dim3(kThreads), s, x, res,
+               w, eps, static_cast<int>(d), out);
   }
   SQ_CUDA_CHECK(cudaGetLastError());
 }
@@ -206,16 +217,16 @@ void rope_qkv_to_cache(const float* qkv, float* q_out, float* k_cache, float* v_
                        const int* pos, int64_t m, int64_t heads, int64_t kv_heads, int64_t head_dim,
                        const float* inv_freq, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(m), static_cast<unsigned>(heads + kv_heads));
-  rope_qkv_k<<<grid, static_cast<unsigned>(std::max<int64_t>(32, head_dim / 2)), 0, s>>>(
-      qkv, q_out, k_cache, v_cache, pos, static_cast<int>(heads), static_cast<int>(kv_heads),
-      static_cast<int>(head_dim), inv_freq);
+  launch_pdl(rope_qkv_k, grid, dim3(static_cast<unsigned>(std::max<int64_t>(32, head_dim / 2))), s,
+             qkv, q_out, k_cache, v_cache, pos, static_cast<int>(heads), static_cast<int>(kv_heads),
+             static_cast<int>(head_dim), inv_freq);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
 void silu_mul(const float* gu, int64_t m, int64_t ffn, float* out_f32, __nv_bfloat16* out_bf16,
               cudaStream_t s) {
   const int64_t n = m * ffn;
-  silu_mul_k<<<blocks_for(n), kThreads, 0, s>>>(gu, ffn, out_f32, out_bf16, n);
+  launch_pdl(silu_mul_k, dim3(blocks_for(n)), dim3(kThreads), s, gu, ffn, out_f32, out_bf16, n);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -225,7 +236,7 @@ void add_bias(float* y, const float* bias, int64_t m, int64_t n, cudaStream_t s)
 }
 
 void to_bf16(const float* x, __nv_bfloat16* y, int64_t n, cudaStream_t s) {
-  to_bf16_k<<<blocks_for(n), kThreads, 0, s>>>(x, y, n);
+  launch_pdl(to_bf16_k, dim3(blocks_for(n)), dim3(kThreads), s, x, y, n);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 

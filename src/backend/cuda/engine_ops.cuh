@@ -31,12 +31,15 @@ void dequant_rope_kv(const int8_t* k8, const float* k_scales, const int8_t* v8,
 
 // Causal GQA attention (attention.cu) of query rows at positions *pos .. *pos + m (a device value,
 // so that a captured graph replays for any position) over the layer's caches [positions,
-// kv_heads·head_dim]. ws: attention_workspace_floats() floats of scratch for decode-sized m.
+// kv_heads·head_dim]. ws: attention_workspace_floats() floats of scratch for decode-sized m,
+// zero-filled once before the first call (it holds counters that each call leaves at zero).
 int64_t attention_workspace_floats(int64_t heads, int64_t head_dim);
 bool attention_supports(int64_t head_dim);
-void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
+// q8/q8_scales (nullable): also quantize the output per token into them, as
+// quantize_per_token_s8 would; done only for decode-sized m, and the return value says whether.
+bool attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
                const int* pos, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale,
-               float* ws, cudaStream_t s);
+               float* ws, cudaStream_t s, int8_t* q8 = nullptr, float* q8_scales = nullptr);
 // gu [m, 2·ffn] = [gate | up] per row → silu(gate) · up, [m, ffn], fp32 and/or bf16.
 void silu_mul(const float* gu, int64_t m, int64_t ffn, float* out_f32, __nv_bfloat16* out_bf16,
               cudaStream_t s);

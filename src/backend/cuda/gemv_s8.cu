@@ -66,6 +66,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int ch0 = wi * 32 + lane;
   int4 wv[kCols];
   load_w(ch0, wv);
+  pdl_trigger();  // the next kernel (launched with PDL) waits for our completion anyway
   pdl_wait();
   for (int ch = ch0; ch < chunks; ch += kWarps * 32) {
     if (ch != ch0) load_w(ch, wv);
@@ -147,6 +148,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   };
   int4 first[kJ];  // loaded before pdl_wait(), as in gemv_s8_kernel
   load_w(wi, first);
+  pdl_trigger();
   pdl_wait();
 #pragma unroll 2
   for (int ch = wi; ch < chunks; ch += kMmaWarps) {

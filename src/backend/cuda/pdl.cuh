@@ -1,9 +1,10 @@
-// Programmatic dependent launch (Hopper): a decode GEMV is launched so that it may start while
-// the kernel before it (the quantization of its input) is still running. The weights it streams
-// do not depend on that kernel, so its blocks load their first weight chunk, then wait in
-// pdl_wait() until the previous grid has completed and its writes are visible, and only then
-// read the activations. Kernels that feed such a GEMV call pdl_trigger() to allow it to launch
-// early. Both are no-ops before sm_90; launch_pdl falls back to a plain launch there.
+// Programmatic dependent launch (Hopper): the per-layer kernels of the decode path are launched so
+// that they may start while the kernel before them is still running. A decode GEMV's weights do
+// not depend on that kernel, so its blocks load their first weight chunk, then wait in pdl_wait()
+// until the previous grid has completed and its writes are visible, and only then read the
+// activations; the other kernels wait first thing, which still hides their launch latency. Each
+// calls pdl_trigger() early so that its successor may launch. Both are no-ops before sm_90;
+// launch_pdl falls back to a plain launch there.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -41,14 +42,15 @@ inline bool pdl_supported() {
   return ok;
 }
 
-// kernel<<<grid, block, 0, stream>>>(args...), allowed to overlap the previous kernel's tail.
-// The kernel must call pdl_wait() before it reads anything the previous kernel wrote.
+// kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the previous kernel's tail.
+// The kernel must call pdl_wait() before it touches anything the previous kernel reads or writes.
 template <typename... Params, typename... Args>
-void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
-                Args&&... args) {
+void launch_pdl_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                     cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -56,6 +58,12 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t s
   cfg.attrs = attr;
   cfg.numAttrs = pdl_supported() ? 1 : 0;
   SQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+template <typename... Params, typename... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                Args&&... args) {
+  launch_pdl_smem(kernel, grid, block, 0, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace sq::cuda
