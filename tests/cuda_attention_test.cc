@@ -1,7 +1,7 @@
-// The engine's attention kernels (split-key decode with its in-kernel merge, tensor-core 3xTF32
-// prefill, fp32-core prefill for other head dims) against a float64 causal GQA reference, on random
-// data with a prefix already in the cache (pos0 > 0) and row counts that leave partial tiles. Skips
-// without a GPU.
+// The engine's attention kernels (split-key decode with its in-kernel merge and quantization,
+// tensor-core 3xTF32 prefill, fp32-core prefill for other head dims) against a float64 causal GQA
+// reference, on random data with a prefix already in the cache (pos0 > 0) and row counts that leave
+// partial tiles. Skips without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -29,8 +29,11 @@ T* to_device(const std::vector<T>& v) {
   return p;
 }
 
-TEST(CudaAttention, MatchesAFloat64Reference) {
-  if (cuda_devices().empty()) GTEST_SKIP() << "no CUDA device visible";
+void check_against_float64(cuda::ops::AttentionPrefill prefill) {
+  cuda::ops::set_attention_prefill_override(prefill);
+  struct Restore {  // also when an assertion returns early: later tests run the default kernels
+    ~Restore() { cuda::ops::set_attention_prefill_override(cuda::ops::AttentionPrefill::kAuto); }
+  } restore;
   const int heads = 4, kv_heads = 2;
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -45,6 +48,9 @@ TEST(CudaAttention, MatchesAFloat64Reference) {
                                     {80, 70, 0},
                                     {16, 9, 3},
                                     {256, 20, 10},
+                                    {32, 40, 20},
+                                    {96, 17, 5},
+                                    {64, 8, 0},
                                     {48, 33, 7}}) {
     SCOPED_TRACE("head_dim " + std::to_string(hd) + " m " + std::to_string(m) + " pos0 " +
                  std::to_string(pos0));
@@ -119,6 +125,18 @@ TEST(CudaAttention, MatchesAFloat64Reference) {
     // fp32 accumulation (and 3xTF32 products) over up to 700 keys of unit-variance data.
     EXPECT_LT(worst, 2e-5);
   }
+}
+
+TEST(CudaAttention, MatchesAFloat64Reference) {
+  if (cuda_devices().empty()) GTEST_SKIP() << "no CUDA device visible";
+  check_against_float64(cuda::ops::AttentionPrefill::kAuto);
+}
+
+// The fp32 CUDA-core prefill kernels (SQ_CUDA_ATTN=fp32; the tensor-core kernel serves their head
+// dims otherwise) on the same cases.
+TEST(CudaAttention, Fp32CoreKernelsMatchAFloat64Reference) {
+  if (cuda_devices().empty()) GTEST_SKIP() << "no CUDA device visible";
+  check_against_float64(cuda::ops::AttentionPrefill::kFp32Cores);
 }
 
 }  // namespace

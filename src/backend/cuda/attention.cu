@@ -20,12 +20,14 @@
 #include "backend/cuda/attention_mma.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/engine_ops.cuh"
+#include "backend/cuda/kernel_launch.cuh"
 #include "backend/cuda/pdl.cuh"
 
 namespace sq::cuda::ops {
 namespace {
 
 constexpr int kPrefillMinRows = 8;
+AttentionPrefill g_prefill_override = AttentionPrefill::kAuto;
 constexpr int kSplits = 32, kSplitMinKeys = 32;  // a split walks at least 32 keys
 constexpr int kDecWarps = 4;
 
@@ -399,20 +401,10 @@ __global__ void __launch_bounds__(kTiledThreads)
   }
 }
 
-template <int KC>
-void launch_tiled(const float* q, const float* kc, const float* vc, float* out, int64_t m,
-                  const int* pos, int64_t heads, int64_t kv_heads, float scale, cudaStream_t s) {
-  constexpr int bytes = tiled_smem_bytes<KC>();
-  static const bool attr_set = [] {
-    SQ_CUDA_CHECK(cudaFuncSetAttribute(attention_tiled_k<KC>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    return true;
-  }();
-  (void)attr_set;
-  const dim3 grid(static_cast<unsigned>((m + kBr - 1) / kBr), static_cast<unsigned>(heads));
-  attention_tiled_k<KC><<<grid, kTiledThreads, bytes, s>>>(q, kc, vc, out, static_cast<int>(m), pos,
-                                                           static_cast<int>(heads),
-                                                           static_cast<int>(kv_heads), scale);
+// The head dims the tiled kernel is instantiated for (KC = head_dim / 16).
+template <typename F>
+bool dispatch_tiled_head_dim(int64_t head_dim, F&& f) {
+  return dispatch_head_dim<16, 32, 64, 80, 96, 128, 256>(head_dim, f);
 }
 
 // Prefill fallback for other head dims (≤ 128): 16 query rows per block, one warp per row walking
@@ -501,19 +493,11 @@ int64_t attention_workspace_floats(int64_t heads, int64_t head_dim) {
 }
 
 bool attention_supports(int64_t head_dim) {
-  switch (head_dim) {
-    case 16:
-    case 32:
-    case 64:
-    case 80:
-    case 96:
-    case 128:
-    case 256:
-      return true;
-    default:
-      return head_dim <= kPfMaxDim && head_dim % 4 == 0;
-  }
+  return dispatch_tiled_head_dim(head_dim, [](auto) {}) ||
+         (head_dim <= kPfMaxDim && head_dim % 4 == 0);
 }
+
+void set_attention_prefill_override(AttentionPrefill k) { g_prefill_override = k; }
 
 bool attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
                const int* pos, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale,
@@ -538,49 +522,33 @@ bool attention(const float* q, const float* k_cache, const float* v_cache, float
     SQ_CUDA_CHECK(cudaGetLastError());
     return q8 != nullptr;
   }
-  // Tensor cores (3xTF32) where that kernel has the head dim; SQ_CUDA_ATTN=fp32 keeps the
-  // CUDA-core kernels (for comparisons).
-  static const bool fp32_cores = [] {
+  // Tensor cores (3xTF32) where that kernel has the head dim; SQ_CUDA_ATTN=fp32 (or the test
+  // override) keeps the CUDA-core kernels.
+  static const bool fp32_env = [] {
     const char* env = std::getenv("SQ_CUDA_ATTN");
     return env && std::string(env) == "fp32";
   }();
+  const bool fp32_cores = g_prefill_override == AttentionPrefill::kFp32Cores ||
+                          (g_prefill_override == AttentionPrefill::kAuto && fp32_env);
   if (!fp32_cores && attention_mma_supports(head_dim)) {
     attention_mma(q, k_cache, v_cache, out, m, pos, heads, kv_heads, head_dim, scale, s);
     return false;
   }
-  switch (head_dim) {
-    case 16:
-      launch_tiled<1>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-      break;
-    case 32:
-      launch_tiled<2>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-      break;
-    case 64:
-      launch_tiled<4>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-      break;
-    case 80:
-      launch_tiled<5>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-      break;
-    case 96:
-      launch_tiled<6>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-      break;
-    case 128:
-      launch_tiled<8>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-      break;
-    case 256:
-      launch_tiled<16>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-      break;
-    default: {
-      if (!attention_supports(head_dim))
-        throw std::runtime_error("attention: head_dim " + std::to_string(head_dim) +
-                                 " is not supported on the GPU");
-      const dim3 grid(static_cast<unsigned>((m + kPfRows - 1) / kPfRows),
-                      static_cast<unsigned>(heads));
-      attention_prefill_k<<<grid, kPfRows * 32, 0, s>>>(
-          q, k_cache, v_cache, out, static_cast<int>(m), pos, static_cast<int>(heads),
-          static_cast<int>(kv_heads), static_cast<int>(head_dim), scale);
-    }
-  }
+  const bool tiled = dispatch_tiled_head_dim(head_dim, [&](auto hd) {
+    constexpr int kKc = decltype(hd)::value / 16;
+    const dim3 grid(static_cast<unsigned>((m + kBr - 1) / kBr), static_cast<unsigned>(heads));
+    launch_with_smem<attention_tiled_k<kKc>>(
+        grid, dim3(kTiledThreads), tiled_smem_bytes<kKc>(), s, q, k_cache, v_cache, out,
+        static_cast<int>(m), pos, static_cast<int>(heads), static_cast<int>(kv_heads), scale);
+  });
+  if (tiled) return false;
+  if (!attention_supports(head_dim))
+    throw std::runtime_error("attention: head_dim " + std::to_string(head_dim) +
+                             " is not supported on the GPU");
+  const dim3 grid(static_cast<unsigned>((m + kPfRows - 1) / kPfRows), static_cast<unsigned>(heads));
+  attention_prefill_k<<<grid, kPfRows * 32, 0, s>>>(
+      q, k_cache, v_cache, out, static_cast<int>(m), pos, static_cast<int>(heads),
+      static_cast<int>(kv_heads), static_cast<int>(head_dim), scale);
   SQ_CUDA_CHECK(cudaGetLastError());
   return false;
 }

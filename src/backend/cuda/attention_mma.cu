@@ -8,9 +8,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 
 #include "backend/cuda/attention_mma.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernel_launch.cuh"
 
 namespace sq::cuda::ops {
 namespace {
@@ -186,58 +188,29 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-template <int HD>
-void launch(const float* q, const float* kc, const float* vc, float* out, int64_t m, const int* pos,
-            int64_t heads, int64_t kv_heads, float scale, cudaStream_t s) {
-  constexpr int bytes = smem_bytes<HD>();
-  static const bool attr_set = [] {
-    SQ_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_k<HD>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    return true;
-  }();
-  (void)attr_set;
-  const dim3 grid(static_cast<unsigned>((m + kRows - 1) / kRows), static_cast<unsigned>(heads));
-  attention_mma_k<HD><<<grid, kWarps * 32, bytes, s>>>(q, kc, vc, out, static_cast<int>(m), pos,
-                                                       static_cast<int>(heads),
-                                                       static_cast<int>(kv_heads), scale);
-  SQ_CUDA_CHECK(cudaGetLastError());
+// The head dims instantiated.
+template <typename F>
+bool dispatch_mma_head_dim(int64_t head_dim, F&& f) {
+  return dispatch_head_dim<16, 32, 64, 80, 96, 128>(head_dim, f);
 }
 
 }  // namespace
 
 bool attention_mma_supports(int64_t head_dim) {
-  switch (head_dim) {
-    case 16:
-    case 32:
-    case 64:
-    case 80:
-    case 96:
-    case 128:
-      return true;
-    default:
-      return false;
-  }
+  return dispatch_mma_head_dim(head_dim, [](auto) {});
 }
 
 void attention_mma(const float* q, const float* k_cache, const float* v_cache, float* out,
                    int64_t m, const int* pos, int64_t heads, int64_t kv_heads, int64_t head_dim,
                    float scale, cudaStream_t s) {
-  switch (head_dim) {
-    case 16:
-      return launch<16>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-    case 32:
-      return launch<32>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-    case 64:
-      return launch<64>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-    case 80:
-      return launch<80>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-    case 96:
-      return launch<96>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-    case 128:
-      return launch<128>(q, k_cache, v_cache, out, m, pos, heads, kv_heads, scale, s);
-    default:
-      throw std::runtime_error("attention_mma: unsupported head_dim");
-  }
+  const bool ok = dispatch_mma_head_dim(head_dim, [&](auto hd) {
+    constexpr int kHd = decltype(hd)::value;
+    const dim3 grid(static_cast<unsigned>((m + kRows - 1) / kRows), static_cast<unsigned>(heads));
+    launch_with_smem<attention_mma_k<kHd>>(
+        grid, dim3(kWarps * 32), smem_bytes<kHd>(), s, q, k_cache, v_cache, out,
+        static_cast<int>(m), pos, static_cast<int>(heads), static_cast<int>(kv_heads), scale);
+  });
+  if (!ok) throw std::runtime_error("attention_mma: unsupported head_dim");
 }
 
 }  // namespace sq::cuda::ops

@@ -366,6 +366,9 @@ class CudaEngine : public DeviceEngine {
     ops::embed(ids_, embed_, x_, m, d, st);
     const float scale = 1.0f / std::sqrt(static_cast<float>(s_.head_dim));
     norm_input(x_, nullptr, layers_[0].attn_norm, layers_[0].qkv, m, st);
+    const std::vector<int64_t> widths = stat_widths();
+    std::vector<int64_t> offsets(widths.size(), 0);
+    for (size_t i = 1; i < widths.size(); ++i) offsets[i] = offsets[i - 1] + widths[i - 1];
     for (int64_t l = 0; l < s_.layers; ++l) {
       DevLayer& L = layers_[l];
       // The layer's fp32 keys and values: its slice of the cache, or (int8 cache) the scratch
@@ -373,10 +376,13 @@ class CudaEngine : public DeviceEngine {
       float* kc = int8_kv() ? k_cache_ : k_cache_ + l * capacity_ * kvd;
       float* vc = int8_kv() ? v_cache_ : v_cache_ + l * capacity_ * kvd;
       float* stat = stats_on_ ? stats_ + l * layer_stat_floats() : nullptr;
-      const auto w = stat_widths();
-      if (stat) ops::col_absmax(xf_, m, d, stat, st);
+      // Column abs-maxima of the layer's tensor `slot` (stat_widths' order), when recording.
+      auto record = [&](const float* y, int slot) {
+        if (stat) ops::col_absmax(y, m, widths[slot], stat + offsets[slot], st);
+      };
+      record(xf_, 0);
       linear(L.qkv, xf_, m, qkv_, st);
-      if (stat) ops::col_absmax(qkv_, m, w[1], stat + w[0], st);
+      record(qkv_, 1);
       if (int8_kv()) {
         quant_bmm(L.qkv, l, m, st);
         ops::rope_qkv_to_cache(qkv_, q_, nullptr, nullptr, pos_, m, s_.heads, s_.kv_heads,
@@ -392,27 +398,25 @@ class CudaEngine : public DeviceEngine {
       const bool quantized =
           ops::attention(q_, kc, vc, attn_, m, pos_, s_.heads, s_.kv_heads, s_.head_dim, scale,
                          attn_ws_, st, fuse_quant ? xq_ : nullptr, xs_);
-      if (stat) ops::col_absmax(attn_, m, qd, stat + w[0] + w[1], st);
+      record(attn_, 2);
       if (!quantized) plain_input(attn_, m, qd, L.o, st);
       linear(L.o, attn_, m, o_, st);
-      if (stat) ops::col_absmax(o_, m, d, stat + w[0] + w[1] + w[2], st);
+      record(o_, 3);
       norm_input(x_, o_, L.mlp_norm, L.gate_up, m, st);
-      if (stat) ops::col_absmax(xf_, m, d, stat + w[0] + w[1] + w[2] + w[3], st);
+      record(xf_, 4);
       linear(L.gate_up, xf_, m, gu_, st);
-      if (stat) ops::col_absmax(gu_, m, w[5], stat + w[0] + w[1] + w[2] + w[3] + w[4], st);
+      record(gu_, 5);
       if (int8() && per_token()) {
         silu_mul_quant_s8(gu_, m, s_.ffn, xq_, xs_, st);
       } else if (int8() || f32()) {
         ops::silu_mul(gu_, m, s_.ffn, xf_, nullptr, st);
-        if (stat)
-          ops::col_absmax(xf_, m, s_.ffn, stat + w[0] + w[1] + w[2] + w[3] + w[4] + w[5], st);
+        record(xf_, 6);
         if (int8()) plain_input(xf_, m, s_.ffn, L.down, st);
       } else {
         ops::silu_mul(gu_, m, s_.ffn, nullptr, xb_, st);
       }
       linear(L.down, xf_, m, o_, st);
-      if (stat)
-        ops::col_absmax(o_, m, d, stat + w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6], st);
+      record(o_, 7);
       if (l + 1 == s_.layers) break;
       norm_input(x_, o_, layers_[l + 1].attn_norm, layers_[l + 1].qkv, m, st);
     }

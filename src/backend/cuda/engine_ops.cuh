@@ -35,6 +35,10 @@ void dequant_rope_kv(const int8_t* k8, const float* k_scales, const int8_t* v8,
 // zero-filled once before the first call (it holds counters that each call leaves at zero).
 int64_t attention_workspace_floats(int64_t heads, int64_t head_dim);
 bool attention_supports(int64_t head_dim);
+// Which prefill kernel runs: the tensor-core one where it has the head dim (kAuto), or the fp32
+// CUDA-core ones (kFp32Cores, also SQ_CUDA_ATTN=fp32). For tests and comparisons.
+enum class AttentionPrefill { kAuto, kFp32Cores };
+void set_attention_prefill_override(AttentionPrefill k);
 // q8/q8_scales (nullable): also quantize the output per token into them, as
 // quantize_per_token_s8 would; done only for decode-sized m, and the return value says whether.
 bool attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,

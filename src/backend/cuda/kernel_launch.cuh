@@ -1,0 +1,40 @@
+// Launch helpers shared by the attention kernels: dispatch of a runtime head dim onto the
+// compile-time instantiations that exist, and a launch that raises a kernel's dynamic shared
+// memory limit once (the attribute is per kernel, so it is keyed on the kernel itself).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "backend/cuda/cuda_check.h"
+
+namespace sq::cuda {
+
+// f(std::integral_constant<int, D>{}) for the D in kDims equal to head_dim; false if none is.
+template <int... kDims, typename F>
+bool dispatch_head_dim(int64_t head_dim, F&& f) {
+  return ((head_dim == kDims ? (f(std::integral_constant<int, kDims>{}), true) : false) || ...);
+}
+
+template <int... kDims>
+constexpr bool has_head_dim(int64_t head_dim) {
+  return ((head_dim == kDims) || ...);
+}
+
+// kKernel<<<grid, block, bytes, s>>>(args...), after allowing it `bytes` of dynamic shared
+// memory (once per kernel).
+template <auto kKernel, typename... Args>
+void launch_with_smem(dim3 grid, dim3 block, int bytes, cudaStream_t s, Args&&... args) {
+  static const bool attr_set = [bytes] {
+    SQ_CUDA_CHECK(
+        cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    return true;
+  }();
+  (void)attr_set;
+  kKernel<<<grid, block, bytes, s>>>(static_cast<Args&&>(args)...);
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace sq::cuda
