@@ -216,16 +216,7 @@ __global__ void __launch_bounds__(kClusterThreads)
 #endif
 }
 
-bool cluster_launch_supported() {
-  static const bool ok = [] {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-      return false;
-    return major >= 9;
-  }();
-  return ok;
-}
+bool cluster_launch_supported() { return code_arch() >= 90; }  // pdl.cuh
 
 void launch_silu_cluster(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
                          cudaStream_t stream) {

@@ -28,16 +28,33 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// Hopper or newer, unless SQ_CUDA_PDL=0.
-inline bool pdl_supported() {
+// Internal linkage throughout: the probe kernel below is each translation unit's own.
+namespace {
+
+__global__ void arch_probe_k() {}
+
+// The architecture (×10) of the code the current GPU runs for this build: its SASS, or the PTX it
+// JIT-compiles. A GPU newer than every target (e.g. sm_100 for a build of sm_80, sm_89 and sm_90a,
+// whose arch-specific sm_90a code it cannot run) executes sm_89 code, where the griddepcontrol and
+// cluster instructions are compiled out: that is what decides, not the device's own capability.
+int code_arch() {
+  static const int arch = [] {
+    cudaFuncAttributes a{};
+    if (cudaFuncGetAttributes(&a, arch_probe_k) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return a.binaryVersion;
+  }();
+  return arch;
+}
+
+// Code for sm_90 or newer runs, unless SQ_CUDA_PDL=0.
+bool pdl_supported() {
   static const bool ok = [] {
     const char* env = std::getenv("SQ_CUDA_PDL");
     if (env && env[0] == '0') return false;
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-      return false;
-    return major >= 9;
+    return code_arch() >= 90;
   }();
   return ok;
 }
@@ -66,4 +83,5 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t s
   launch_pdl_smem(kernel, grid, block, 0, stream, std::forward<Args>(args)...);
 }
 
+}  // namespace
 }  // namespace sq::cuda
