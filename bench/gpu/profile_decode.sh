@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Where one decode step of the GPU engine spends its time, per kernel (ncu, gpu__time_duration),
 # on Llama-2-7B shapes with random weights: the same prompt is profiled with 1 and with 1 + N
-# generated tokens and the difference is divided by 2N (bench runs a warm-up and one timed repetition), so the prefill drops out.
+# generated tokens and the difference is divided by 2N (bench runs a warm-up and one timed
+# repetition), so the prefill drops out. ncu serializes kernels: the overlap that programmatic
+# dependent launch gives a real step is not in these figures.
 #   bench/gpu/profile_decode.sh OUT_DIR [SCHEME...]     (default: channel-token)
 # Segment 0 is the bf16 engine, segment 1 the INT8 engine of SCHEME (bench runs both).
 # Caches stay warm between kernels, as in a real decode step (SQ_NCU_CACHE=all flushes them
@@ -17,7 +19,8 @@ N=4
 mkdir -p "$OUT"
 for s in "${SCHEMES[@]}"; do
   for n in 1 $((N + 1)); do
-    ncu --clock-control none --cache-control "${SQ_NCU_CACHE:-none}" --metrics gpu__time_duration.sum --csv \
+    ncu --clock-control none --cache-control "${SQ_NCU_CACHE:-none}" \
+      --metrics gpu__time_duration.sum --csv \
       build-gpu/smoothquant bench bench/gpu/llama2-7b --device cuda --random-weights \
       -p 512 -n "$n" -r 1 --scheme "$s" >"$OUT/ncu_${s}_n$n.csv" 2>/dev/null
   done
