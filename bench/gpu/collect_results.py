@@ -3,13 +3,14 @@
 results files under bench/results, each with its provenance (command, commit, machine, date).
 
 Usage: collect_results.py --commit SHA [--engine DIR] [--gemm DIR] [--out bench/results]
+                          [--machine TEXT] [--date YYYY-MM-DD]
 """
 import argparse
 import datetime
 import json
 import os
 
-MACHINE = "device tool nvidia-h200 (NVIDIA H200, driver 580, CUDA 13)"
+MACHINE = "device tool nvidia-h200 (NVIDIA H200, driver 580, CUDA 13)"  # the lent H200 (default)
 
 
 def load(path):
@@ -25,7 +26,7 @@ def write(out, name, obj):
 
 
 def provenance(a, benchmark, command):
-    return {"benchmark": benchmark, "command": command, "commit": a.commit, "machine": MACHINE,
+    return {"benchmark": benchmark, "command": command, "commit": a.commit, "machine": a.machine,
             "date": a.date}
 
 
@@ -92,6 +93,7 @@ def main():
     ap.add_argument("--gemm")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--date", default=datetime.date.today().isoformat())
+    ap.add_argument("--machine", default=MACHINE)
     a = ap.parse_args()
     if a.engine:
         engine(a)

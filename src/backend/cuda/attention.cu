@@ -191,10 +191,10 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     out[(static_cast<int64_t>(t) * heads + h) * hd + d] = o;
     amax = fmaxf(amax, fabsf(o));
   }
+  // Per-token quantization of the row, exactly as quantize_per_token_s8 (NUMERICS §1), which
+  // saves the o_proj input its own kernel: each head publishes the abs-max of its outputs, and
+  // the row's last head to finish quantizes the row.
   if (!q8) return;
-    // Per-token quantization of the row, exactly as quantize_per_token_s8 (NUMERICS §1), which
-    // saves the o_proj input its own kernel: each head publishes the abs-max of its outputs, and
-    // the row's last head to finish quantizes the row.
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
   if (lane == 0) sm_mx[w] = amax;
@@ -502,6 +502,7 @@ void set_attention_prefill_override(AttentionPrefill k) { g_prefill_override = k
 bool attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
                const int* pos, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale,
                float* ws, cudaStream_t s, int8_t* q8, float* q8_scales) {
+  if (!q8_scales) q8 = nullptr;  // both or neither
   if (m < kPrefillMinRows) {
     auto* ws_ml = reinterpret_cast<float2*>(ws);
     float* ws_acc = ws + 2 * kPrefillMinRows * heads * kSplits;

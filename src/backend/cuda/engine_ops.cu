@@ -138,7 +138,7 @@ __global__ void silu_mul_k(const float* gu, int64_t ffn, float* of, __nv_bfloat1
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / ffn, j = i % ffn;
     const float gv = gu[t * 2 * ffn + j];
-    const float y = __fmul_rn(__fdiv_rn(gv, 1.0f + expf(-gv)), gu[t * 2 * ffn + ffn + j]);
+    const float y = __fmul_rn(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv))), gu[t * 2 * ffn + ffn + j]);
     if (of) of[i] = y;
     if (ob) ob[i] = __float2bfloat16_rn(y);
   }

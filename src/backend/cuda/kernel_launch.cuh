@@ -18,13 +18,8 @@ bool dispatch_head_dim(int64_t head_dim, F&& f) {
   return ((head_dim == kDims ? (f(std::integral_constant<int, kDims>{}), true) : false) || ...);
 }
 
-template <int... kDims>
-constexpr bool has_head_dim(int64_t head_dim) {
-  return ((head_dim == kDims) || ...);
-}
-
 // kKernel<<<grid, block, bytes, s>>>(args...), after allowing it `bytes` of dynamic shared
-// memory (once per kernel).
+// memory (once per kernel: `bytes` must be the same on every call for a given kernel).
 template <auto kKernel, typename... Args>
 void launch_with_smem(dim3 grid, dim3 block, int bytes, cudaStream_t s, Args&&... args) {
   static const bool attr_set = [bytes] {

@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(Threads)
   const float* u = g + ffn;
   auto y = [&](int j) {
     const float gv = g[j];
-    return __fmul_rn(__fdiv_rn(gv, 1.0f + expf(-gv)), u[j]);
+    return __fmul_rn(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv))), u[j]);
   };
   float amax = 0.0f;
   // Unrolled so that several rows' loads are in flight per thread: at decode one block walks
@@ -193,7 +193,7 @@ __global__ void __launch_bounds__(kClusterThreads)
     float y = 0.0f;
     if (j < j1) {
       const float gv = g[j];
-      y = __fmul_rn(__fdiv_rn(gv, 1.0f + expf(-gv)), u[j]);
+      y = __fmul_rn(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv))), u[j]);
     }
     v[i] = y;
     amax = fmaxf(amax, fabsf(y));
@@ -213,6 +213,8 @@ __global__ void __launch_bounds__(kClusterThreads)
     }
   }
   cluster.sync();  // no CTA may exit while another still reads its cta_max
+#else
+  __trap();  // launched only where sm_90 code runs (cluster_launch_supported)
 #endif
 }
 

@@ -33,10 +33,12 @@ namespace {
 
 __global__ void arch_probe_k() {}
 
-// The architecture (×10) of the code the current GPU runs for this build: its SASS, or the PTX it
-// JIT-compiles. A GPU newer than every target (e.g. sm_100 for a build of sm_80, sm_89 and sm_90a,
-// whose arch-specific sm_90a code it cannot run) executes sm_89 code, where the griddepcontrol and
-// cluster instructions are compiled out: that is what decides, not the device's own capability.
+// The virtual architecture (×10) of the code the current GPU runs for this build, i.e. the
+// __CUDA_ARCH__ it was compiled for: that of the SASS it loads, or of the PTX it JIT-compiles. A
+// GPU newer than every target (e.g. sm_100 for a build of sm_80, sm_89 and sm_90a, whose
+// arch-specific sm_90a code it cannot run) executes compute_89 code, where the griddepcontrol and
+// cluster instructions are compiled out: that decides, not the device's own capability (nor
+// binaryVersion, which is the device's architecture for JIT-compiled code).
 int code_arch() {
   static const int arch = [] {
     cudaFuncAttributes a{};
@@ -44,7 +46,7 @@ int code_arch() {
       cudaGetLastError();
       return 0;
     }
-    return a.binaryVersion;
+    return a.ptxVersion;
   }();
   return arch;
 }
@@ -60,7 +62,9 @@ bool pdl_supported() {
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the previous kernel's tail.
-// The kernel must call pdl_wait() before it touches anything the previous kernel reads or writes.
+// The kernel must call pdl_wait() before it touches anything the previous kernel reads or writes,
+// and on every path before it returns: a kernel that can complete without waiting would let its
+// own successor run ahead of the kernel before it.
 template <typename... Params, typename... Args>
 void launch_pdl_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                      cudaStream_t stream, Args&&... args) {
