@@ -22,6 +22,7 @@
 #include "backend/cuda/engine_ops.cuh"
 #include "backend/cuda/kernel_launch.cuh"
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/quant_math.cuh"
 
 namespace sq::cuda::ops {
 namespace {
@@ -222,14 +223,12 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   __syncthreads();
   amax = 0.0f;
   for (int k = 0; k < kDecWarps; ++k) amax = fmaxf(amax, sm_mx[k]);
-  const float qscale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
+  const float qscale = scale_from_absmax(amax);
   if (threadIdx.x == 0) q8_scales[t] = qscale;
   const int n4 = heads * hd / 4;  // head_dim % 4 == 0
   const float4* row4 = reinterpret_cast<const float4*>(out + static_cast<int64_t>(t) * heads * hd);
   char4* row_q8 = reinterpret_cast<char4*>(q8 + static_cast<int64_t>(t) * heads * hd);
-  auto to_q = [&](float x) {
-    return static_cast<signed char>(fminf(fmaxf(rintf(__fdiv_rn(x, qscale)), -127.0f), 127.0f));
-  };
+  auto to_q = [&](float x) { return static_cast<signed char>(quant_level(x, qscale)); };
   constexpr int kUnroll = 8;
   for (int j0 = threadIdx.x; j0 < n4; j0 += kUnroll * blockDim.x) {
     float4 v[kUnroll];

@@ -13,6 +13,7 @@
 
 #include "backend/cuda/norm_quant_cuda.h"
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/quant_math.cuh"
 
 namespace sq::cuda {
 namespace {
@@ -90,13 +91,13 @@ __global__ void __launch_bounds__(Threads)
   for (int i = 0; i < kMaxPerThread; ++i) amax = fmaxf(amax, fabsf(v[i]));
   amax = block_max<Threads>(amax, red);
   // NUMERICS §1: scale = max(absmax, 1e-5) / 127, q = clamp(rint(y / scale)) with a division.
-  const float scale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
+  const float scale = scale_from_absmax(amax);
   if (threadIdx.x == 0) scales[row] = scale;
 #pragma unroll
   for (int i = 0; i < kMaxPerThread; ++i) {
     const int j = threadIdx.x + i * Threads;
     if (j < d) {
-      const float r = fminf(fmaxf(rintf(__fdiv_rn(v[i], scale)), -127.0f), 127.0f);
+      const float r = quant_level(v[i], scale);
       q[row * d + j] = static_cast<int8_t>(r);
     }
   }
@@ -116,10 +117,10 @@ __global__ void __launch_bounds__(Threads)
   float amax = 0.0f;
   for (int j = threadIdx.x; j < d; j += Threads) amax = fmaxf(amax, fabsf(xr[j]));
   amax = block_max<Threads>(amax, red);
-  const float scale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
+  const float scale = scale_from_absmax(amax);
   if (threadIdx.x == 0) scales[row] = scale;
   for (int j = threadIdx.x; j < d; j += Threads) {
-    const float r = fminf(fmaxf(rintf(__fdiv_rn(xr[j], scale)), -127.0f), 127.0f);
+    const float r = quant_level(xr[j], scale);
     q[row * d + j] = static_cast<int8_t>(r);
   }
 }
@@ -152,11 +153,11 @@ __global__ void __launch_bounds__(Threads)
     amax = fmaxf(amax, fabsf(v));
   }
   amax = block_max<Threads>(amax, red);  // its barriers also publish ys
-  const float scale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
+  const float scale = scale_from_absmax(amax);
   if (threadIdx.x == 0) scales[row] = scale;
   for (int j = threadIdx.x; j < ffn; j += Threads) {
     const float v = kStage ? ys[j] : y(j);
-    const float r = fminf(fmaxf(rintf(__fdiv_rn(v, scale)), -127.0f), 127.0f);
+    const float r = quant_level(v, scale);
     q[row * ffn + j] = static_cast<int8_t>(r);
   }
 }
@@ -202,13 +203,13 @@ __global__ void __launch_bounds__(kClusterThreads)
   if (threadIdx.x == 0) cta_max = amax;
   cluster.sync();
   for (int r = 0; r < kClusterCtas; ++r) amax = fmaxf(amax, *cluster.map_shared_rank(&cta_max, r));
-  const float scale = __fdiv_rn(fmaxf(amax, 1e-5f), 127.0f);
+  const float scale = scale_from_absmax(amax);
   if (rank == 0 && threadIdx.x == 0) scales[row] = scale;
 #pragma unroll
   for (int i = 0; i < kClusterPer; ++i) {
     const int j = j0 + threadIdx.x + i * kClusterThreads;
     if (j < j1) {
-      const float r = fminf(fmaxf(rintf(__fdiv_rn(v[i], scale)), -127.0f), 127.0f);
+      const float r = quant_level(v[i], scale);
       q[row * ffn + j] = static_cast<int8_t>(r);
     }
   }

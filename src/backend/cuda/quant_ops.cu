@@ -5,20 +5,13 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/quant_math.cuh"
 #include "backend/cuda/quant_ops.cuh"
 
 namespace sq::cuda::ops {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ float scale_from_absmax(float a) {
-  return __fdiv_rn(fmaxf(a, 1e-5f), 127.0f);
-}
-
-__device__ __forceinline__ float quant_level(float x, float scale) {
-  return fminf(fmaxf(rintf(__fdiv_rn(x, scale)), -127.0f), 127.0f);
-}
 
 __device__ __forceinline__ void atomic_max_nonneg(float* p, float v) {
   atomicMax(reinterpret_cast<int*>(p), __float_as_int(v));
