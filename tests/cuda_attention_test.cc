@@ -42,7 +42,8 @@ void check_against_float64(cuda::ops::AttentionPrefill prefill) {
   std::map<int, float*> workspaces;
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  // (head_dim, rows, pos0): decode sizes (split keys), tensor-core head dims, fp32-core ones.
+  // (head_dim, rows, pos0): decode sizes (split keys), tensor-core head dims, fp32-core ones;
+  // the last two walk many double-buffered key tiles, with row blocks that skip causal tiles.
   for (const auto& [hd, m, pos0] : {std::tuple{128, 1, 700},
                                     {64, 5, 300},
                                     {128, 1, 0},
@@ -56,7 +57,9 @@ void check_against_float64(cuda::ops::AttentionPrefill prefill) {
                                     {32, 40, 20},
                                     {96, 17, 5},
                                     {64, 8, 0},
-                                    {48, 33, 7}}) {
+                                    {48, 33, 7},
+                                    {128, 300, 200},
+                                    {64, 161, 0}}) {
     SCOPED_TRACE("head_dim " + std::to_string(hd) + " m " + std::to_string(m) + " pos0 " +
                  std::to_string(pos0));
     const int n = pos0 + m, qd = heads * hd, kvd = kv_heads * hd;

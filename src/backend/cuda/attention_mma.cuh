@@ -1,7 +1,8 @@
 // Prefill attention on the tensor cores (used by ops::attention, attention.cu): fp32 accuracy
-// from TF32 matrix instructions by the 3xTF32 split (x = big + small, both TF32; a·b ≈
-// big·big + big·small + small·big, the dropped small·small term is below 2⁻²² relative), so the
-// engine's fp32 attention keeps its numerics while the products run on mma.sync m16n8k8.
+// from TF32 matrix instructions by the 3xTF32 split (x = big + small exactly, big rounded to TF32;
+// a·b ≈ big·big + big·small + small·big, the dropped small·small term and the MMA's truncation
+// of small each below 2⁻²¹ relative), so the engine's fp32 attention keeps its numerics while
+// the products run on mma.sync m16n8k8.
 #pragma once
 
 #include <cuda_runtime.h>
