@@ -1,7 +1,7 @@
 // The engine's attention kernels (split-key decode with its in-kernel merge and quantization,
-// tensor-core 3xTF32 prefill, fp32-core prefill for other head dims) against a float64 causal GQA
-// reference, on random data with a prefix already in the cache (pos0 > 0) and row counts that leave
-// partial tiles. Skips without a GPU.
+// tensor-core prefill (two-part FP16 split), fp32-core prefill for other head dims) against a
+// float64 causal GQA reference, on random data with a prefix already in the cache (pos0 > 0) and
+// row counts that leave partial tiles. Skips without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -133,7 +133,7 @@ void check_against_float64(cuda::ops::AttentionPrefill prefill) {
         }
       }
     }
-    // fp32 accumulation (and 3xTF32 products) over up to 700 keys of unit-variance data.
+    // fp32 accumulation (and 22-bit split products) over up to 700 keys of unit-variance data.
     EXPECT_LT(worst, 2e-5);
   }
   for (auto& [hd, ws] : workspaces) cudaFree(ws);

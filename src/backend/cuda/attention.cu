@@ -4,10 +4,10 @@
 //    head) each walk a chunk of the keys with 4 warps, and the last of them to finish merges their
 //    partial (max, sum, weighted V). One block per (row, head) walking all keys used 32 of 132 SMs
 //    and took 100 µs per layer at 512 keys on the H200;
-//  - prefill: on the tensor cores in 3xTF32 (attention_mma.cu) for the common head dims; else
-//    blocks of 64 query rows × 64-key tiles staged in shared memory (K transposed),
-//    S = Q·Kᵀ and O += P·V register-tiled (4 rows × 4 keys, 4 rows × head_dim/16 columns per
-//    thread) on the fp32 cores. Head dims other than 16·{1,2,4,5,6,8,16} use a simpler kernel.
+//  - prefill: on the tensor cores, operands split in two FP16 parts (attention_mma.cu), for the
+//    common head dims; else blocks of 64 query rows × 64-key tiles staged in shared memory (K
+//    transposed), S = Q·Kᵀ and O += P·V register-tiled (4 rows × 4 keys, 4 rows × head_dim/16
+//    columns per thread) on the fp32 cores. Head dims other than 16·{1,2,4,5,6,8,16} use a simpler kernel.
 // Summation orders differ from the CPU engine, so results agree to fp32 rounding, not bit for bit.
 #include <cuda_runtime.h>
 
@@ -522,8 +522,8 @@ bool attention(const float* q, const float* k_cache, const float* v_cache, float
     SQ_CUDA_CHECK(cudaGetLastError());
     return q8 != nullptr;
   }
-  // Tensor cores (3xTF32) where that kernel has the head dim; SQ_CUDA_ATTN=fp32 (or the test
-  // override) keeps the CUDA-core kernels.
+  // Tensor cores (two-part FP16 split) where that kernel has the head dim; SQ_CUDA_ATTN=fp32 (or
+  // the test override) keeps the CUDA-core kernels.
   static const bool fp32_env = [] {
     const char* env = std::getenv("SQ_CUDA_ATTN");
     return env && std::string(env) == "fp32";

@@ -1,8 +1,8 @@
-// Prefill attention on the tensor cores (used by ops::attention, attention.cu): fp32 accuracy
-// from TF32 matrix instructions by the 3xTF32 split (x = big + small exactly, big rounded to TF32;
-// a·b ≈ big·big + big·small + small·big, the dropped small·small term and the MMA's truncation
-// of small each below 2⁻²¹ relative), so the engine's fp32 attention keeps its numerics while
-// the products run on mma.sync m16n8k8.
+// Prefill attention on the tensor cores (used by ops::attention, attention.cu) at fp32-class
+// accuracy: every operand is split into two FP16 parts (x = hi + lo, 22 significant bits, as in
+// a 3xTF32 split) and each product is hi·hi + hi·lo + lo·hi on mma.sync m16n8k16 with fp32
+// accumulation, the dropped lo·lo term below 2⁻²² relative. FP16's range bounds |q·scale|, |k|
+// and |v| by 65504 (normalised attention inputs stay far below).
 #pragma once
 
 #include <cuda_runtime.h>
