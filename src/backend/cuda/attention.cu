@@ -7,7 +7,8 @@
 //  - prefill: on the tensor cores, operands split in two FP16 parts (attention_mma.cu), for the
 //    common head dims; else blocks of 64 query rows × 64-key tiles staged in shared memory (K
 //    transposed), S = Q·Kᵀ and O += P·V register-tiled (4 rows × 4 keys, 4 rows × head_dim/16
-//    columns per thread) on the fp32 cores. Head dims other than 16·{1,2,4,5,6,8,16} use a simpler kernel.
+//    columns per thread) on the fp32 cores. Head dims other than 16·{1,2,4,5,6,8,16} use a
+//    simpler kernel.
 // Summation orders differ from the CPU engine, so results agree to fp32 rounding, not bit for bit.
 #include <cuda_runtime.h>
 
