@@ -141,8 +141,9 @@ void check_int8(const Model& fp, Scheme scheme, bool bmm, const std::vector<int3
   std::printf("    KL(cpu ‖ gpu) mean %.2e, top-1 agreement %.4f\n", dist.kl_mean(), dist.top1());
   EXPECT_LT(dist.kl_mean(), 1e-4) << "KL";
   EXPECT_GE(dist.top1(), 0.95) << "top-1";
-  if (scheme != Scheme::kO2 && scheme != Scheme::kW8A8)
+  if (scheme != Scheme::kO2 && scheme != Scheme::kW8A8) {
     EXPECT_LT(max_abs_diff(cpu8, gpu8), 0.2) << "logits";
+  }
   // Decode (the M ≤ 16 kernels, replayed as a graph) against the CPU's decode steps: with
   // per-tensor dynamic scales a step's quantization depends on the batch, so decode is compared
   // with decode, not with the prefill's last row.
@@ -171,6 +172,8 @@ void check_int8(const Model& fp, Scheme scheme, bool bmm, const std::vector<int3
 }
 
 TEST_P(CudaEngine, Int8MatchesTheCpuInt8Engine) {
+  if (fp_->config().norm == NormKind::kLayerNorm)
+    GTEST_SKIP() << "real INT8 on the GPU is not enabled for OPT yet (quant/device_model.cc)";
   for (const Scheme s :
        {Scheme::kChannelToken, Scheme::kO1, Scheme::kO2, Scheme::kO3, Scheme::kW8A8})
     check_int8(*fp_, s, false, ids_, vocab_);
@@ -199,7 +202,10 @@ TEST_P(CudaEngine, CalibrationMatchesTheCpu) {
   EXPECT_EQ(gpu.info.tokens, kTokens + 17);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shared, CudaEngine, ::testing::Values("tinystories-656k", "qwen2-synth"),
+// The three shared models: Llama (RMSNorm, RoPE, SwiGLU), Qwen2 (the same with q/k/v biases) and
+// OPT (LayerNorm with biases, learned positions, ReLU MLP, biases everywhere).
+INSTANTIATE_TEST_SUITE_P(Shared, CudaEngine,
+                         ::testing::Values("tinystories-656k", "qwen2-synth", "opt-synth"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& ch : s)

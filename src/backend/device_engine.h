@@ -1,12 +1,13 @@
 // A whole decoder on an accelerator, behind a plain C++ interface so that callers need no CUDA
 // headers (DESIGN.md §2: only the registry and CMake know whether CUDA is built). The caller
 // describes the model with host pointers (DeviceModelSpec); the engine uploads what it needs and
-// keeps its own KV cache. Scope today: pre-norm RMSNorm decoders with RoPE and a gated SiLU MLP
-// (llama, mistral, qwen2). Linears in fp32 (the reference: calibration and FP baselines), bf16, or
+// keeps its own KV cache. Scope today: pre-norm decoders with a final norm: RMSNorm, RoPE and a
+// gated SiLU MLP (llama, mistral, qwen2), or LayerNorm, learned positions and a ReLU MLP (OPT,
+// pre-LN). Linears in fp32 (the reference: calibration and FP baselines), bf16, or
 // real INT8 with every activation granularity of NUMERICS §2 (per-tensor weights arrive expanded
 // to per-channel scales, which is exact) and --quant-bmm; activations, norms, RoPE, attention and
-// the residual stream in fp32, the lm_head in bf16 (fp32 in fp32 engines, or on request). fp32 engines can
-// record calibration statistics.
+// the residual stream in fp32, the lm_head in bf16 (fp32 in fp32 engines, or on request). fp32
+// engines can record calibration statistics.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +31,10 @@ enum class DevicePrecision { kF32, kBf16, kInt8 };
 enum class DeviceActQuant { kPerToken, kPerTensorDynamic, kPerTensorStatic };
 
 struct DeviceLayerSpec {
-  const float* attn_norm = nullptr;  // [hidden]
-  const float* mlp_norm = nullptr;   // [hidden]
-  DeviceLinearSpec q, k, v, o, gate, up, down;
+  const float* attn_norm = nullptr;                                 // [hidden]
+  const float* mlp_norm = nullptr;                                  // [hidden]
+  const float *attn_norm_bias = nullptr, *mlp_norm_bias = nullptr;  // LayerNorm models, nullable
+  DeviceLinearSpec q, k, v, o, gate, up, down;  // ungated MLPs: up = fc1, down = fc2, no gate
 };
 
 struct DeviceModelSpec {
@@ -42,12 +44,19 @@ struct DeviceModelSpec {
   double rope_theta = 10000.0;
   DevicePrecision precision = DevicePrecision::kBf16;
   DeviceActQuant act = DeviceActQuant::kPerToken;  // INT8 engines
-  bool quant_bmm = false;  // INT8 engines: q/k/v outputs quantized (before RoPE)
+  bool quant_bmm = false;    // INT8 engines: q/k/v outputs quantized (before RoPE)
   bool f32_lm_head = false;  // bf16/INT8 engines: lm_head in fp32 as the CPU engines run it
-  bool random = false;     // speed runs: random weights made on the device, all pointers ignored
-  const float* embed = nullptr;       // [vocab, hidden]
-  const float* final_norm = nullptr;  // [hidden]
-  const float* lm_head = nullptr;     // [vocab, hidden]
+  bool random = false;       // speed runs: random weights made on the device, all pointers ignored
+  // OPT-style models: LayerNorm (with bias) instead of RMSNorm, learned positions instead of
+  // RoPE (row position + position_offset of embed_positions added to the token embedding), and
+  // fc1 → ReLU → fc2 instead of the gated SiLU MLP.
+  bool layer_norm = false, learned_positions = false, gated_mlp = true;
+  int64_t position_offset = 0;
+  const float* embed_positions = nullptr;  // [max_positions + position_offset, hidden]
+  const float* final_norm_bias = nullptr;  // [hidden], LayerNorm models
+  const float* embed = nullptr;            // [vocab, hidden]
+  const float* final_norm = nullptr;       // [hidden]
+  const float* lm_head = nullptr;          // [vocab, hidden]
   std::vector<DeviceLayerSpec> layer;
 };
 

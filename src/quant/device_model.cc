@@ -11,10 +11,24 @@ namespace sq {
 namespace {
 
 void check_supported(const ModelConfig& c) {
-  SQ_CHECK(c.norm == NormKind::kRmsNorm && c.positions == PositionKind::kRope && c.gated_mlp &&
-               c.act == Activation::kSilu && c.pre_norm && c.final_norm,
-           "--device cuda runs llama, mistral and qwen2 models for now ({} is not supported on "
-           "the GPU yet); use --device cpu",
+  const bool llama_like = c.norm == NormKind::kRmsNorm && c.positions == PositionKind::kRope &&
+                          c.gated_mlp && c.act == Activation::kSilu;
+  const bool opt_like = c.norm == NormKind::kLayerNorm && c.positions == PositionKind::kLearned &&
+                        !c.gated_mlp && c.act == Activation::kRelu;
+  SQ_CHECK((llama_like || opt_like) && c.pre_norm && c.final_norm,
+           "--device cuda runs llama, mistral, qwen2 and pre-LN opt models for now ({} with this "
+           "configuration is not supported on the GPU yet); use --device cpu",
+           c.model_type);
+}
+
+// Real INT8 of OPT models on the GPU: 15 of the 16 model × scheme comparisons with the CPU INT8
+// engine agreed on the H200 (to the last bit or within 0.003), but o1 on opt-synth (no smoothing,
+// outlier channels, per-tensor weights) differed by KL 7e-3 with the NLL within 0.1%; until that is
+// explained, INT8 OPT runs on the CPU only.
+void check_int8_supported(const ModelConfig& c) {
+  SQ_CHECK(c.norm != NormKind::kLayerNorm,
+           "--device cuda runs {} models with fp32 or bf16 Linears (calibrate, FP perplexity, "
+           "generate) but not yet in real INT8; use --device cpu for --mode int8",
            c.model_type);
 }
 
@@ -31,6 +45,10 @@ DeviceModelSpec shape_spec(const ModelConfig& c, DevicePrecision precision) {
   s.eps = c.norm_eps;
   s.rope_theta = c.rope_theta;
   s.precision = precision;
+  s.layer_norm = c.norm == NormKind::kLayerNorm;
+  s.learned_positions = c.positions == PositionKind::kLearned;
+  s.gated_mlp = c.gated_mlp;
+  s.position_offset = c.position_offset;
   return s;
 }
 
@@ -43,15 +61,25 @@ std::unique_ptr<DeviceEngine> start(const Model& model, DeviceModelSpec s, Linea
   s.lm_head = w.lm_head.weight.data();
   SQ_CHECK(!w.lm_head.weight.empty() && !w.embed_tokens.empty(),
            "internal error: the model has no fp32 embedding or lm_head");
+  auto bias = [](const Norm& n) { return n.bias.empty() ? nullptr : n.bias.data(); };
+  s.final_norm_bias = bias(w.final_norm);
+  if (s.learned_positions) {
+    SQ_CHECK(static_cast<int64_t>(w.embed_positions.size()) >=
+                 (s.max_positions + s.position_offset) * s.hidden,
+             "internal error: the model's position embeddings are shorter than its positions");
+    s.embed_positions = w.embed_positions.data();
+  }
   for (const LayerWeights& lw : w.layers) {
     DeviceLayerSpec d;
     d.attn_norm = lw.attn_norm.weight.data();
     d.mlp_norm = lw.mlp_norm.weight.data();
+    d.attn_norm_bias = bias(lw.attn_norm);
+    d.mlp_norm_bias = bias(lw.mlp_norm);
     d.q = linear(lw.linear(LinearRole::kQ));
     d.k = linear(lw.linear(LinearRole::kK));
     d.v = linear(lw.linear(LinearRole::kV));
     d.o = linear(lw.linear(LinearRole::kO));
-    d.gate = linear(lw.linear(LinearRole::kGate));
+    if (s.gated_mlp) d.gate = linear(lw.linear(LinearRole::kGate));
     d.up = linear(lw.linear(LinearRole::kUp));
     d.down = linear(lw.linear(LinearRole::kDown));
     s.layer.push_back(d);
@@ -75,6 +103,7 @@ DeviceActQuant device_act(ActGranularity a) {
 
 DeviceModelSpec random_device_spec(const ModelConfig& cfg, DevicePrecision precision) {
   check_supported(cfg);
+  if (precision == DevicePrecision::kInt8) check_int8_supported(cfg);
   DeviceModelSpec s = shape_spec(cfg, precision);
   s.random = true;
   return s;
@@ -105,6 +134,7 @@ void check_device_supported(const ModelConfig& cfg) {
 std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec,
                                                  bool f32_lm_head) {
   check_supported(model.config());
+  check_int8_supported(model.config());
   DeviceModelSpec s = shape_spec(model.config(), DevicePrecision::kInt8);
   s.f32_lm_head = f32_lm_head;
   s.act = device_act(exec.act());
@@ -159,9 +189,14 @@ ActStats calibrate_on_device(const Model& model, const CalibSet& set) {
     put(lw.linear(LinearRole::kK), s.attn_in, range_max(s.qkv_out, qd, kvd));
     put(lw.linear(LinearRole::kV), s.attn_in, range_max(s.qkv_out, qd + kvd, kvd));
     put(lw.linear(LinearRole::kO), s.o_in, range_max(s.o_out, 0, cfg.hidden_size));
-    put(lw.linear(LinearRole::kGate), s.mlp_in, range_max(s.gate_up_out, 0, cfg.intermediate_size));
-    put(lw.linear(LinearRole::kUp), s.mlp_in,
-        range_max(s.gate_up_out, cfg.intermediate_size, cfg.intermediate_size));
+    if (cfg.gated_mlp) {  // gate_up_out holds [gate | up]; ungated, fc1's output alone
+      put(lw.linear(LinearRole::kGate), s.mlp_in,
+          range_max(s.gate_up_out, 0, cfg.intermediate_size));
+      put(lw.linear(LinearRole::kUp), s.mlp_in,
+          range_max(s.gate_up_out, cfg.intermediate_size, cfg.intermediate_size));
+    } else {
+      put(lw.linear(LinearRole::kUp), s.mlp_in, range_max(s.gate_up_out, 0, cfg.intermediate_size));
+    }
     put(lw.linear(LinearRole::kDown), s.down_in, range_max(s.down_out, 0, cfg.hidden_size));
   }
   put(model.weights().lm_head, ds.lm_in, range_max(ds.lm_out, 0, cfg.vocab_size));

@@ -1,13 +1,14 @@
-// CUDA DeviceEngine (engine.h): the decoder forward of src/model on the GPU for pre-norm RMSNorm
-// decoders with RoPE and a gated SiLU MLP. Linears run as cuBLASLt fp32 or bf16 GEMMs (fp32 out)
-// or as our INT8 kernels. q/k/v and gate/up are each one GEMM over weights concatenated at load
-// (one launch, and enough tiles to fill the GPU at prefill sizes); every element of the fused
-// output is computed exactly as by its own Linear. With per-token activations the residual add is
-// fused with the next norm and the per-token quantization, SiLU·up with the down_proj input
-// quantization; per-tensor activations (dynamic or static) go through an fp32 row buffer. RoPE is
-// fused with the KV-cache write. Everything outside the GEMMs (residual, norms, RoPE, attention,
-// KV cache) is fp32. Decode steps (one token) replay a CUDA graph captured once: the position
-// lives in device memory, so the same graph serves every step.
+// CUDA DeviceEngine (engine.h): the decoder forward of src/model on the GPU for pre-norm decoders,
+// RMSNorm + RoPE + gated SiLU MLP (llama family) or LayerNorm + learned positions + ReLU MLP (OPT;
+// the norm's output goes through the fp32 buffer before its quantization). Linears run as cuBLASLt
+// fp32 or bf16 GEMMs (fp32 out) or as our INT8 kernels. q/k/v and gate/up are each one GEMM over
+// weights concatenated at load (one launch, and enough tiles to fill the GPU at prefill sizes);
+// every element of the fused output is computed exactly as by its own Linear. With per-token
+// activations the residual add is fused with the next norm and the per-token quantization, SiLU·up
+// with the down_proj input quantization; per-tensor activations (dynamic or static) go through an
+// fp32 row buffer. RoPE is fused with the KV-cache write. Everything outside the GEMMs (residual,
+// norms, RoPE, attention, KV cache) is fp32. Decode steps (one token) replay a CUDA graph captured
+// once: the position lives in device memory, so the same graph serves every step.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -61,7 +62,9 @@ struct DevLinear {
 
 struct DevLayer {
   float *attn_norm = nullptr, *mlp_norm = nullptr;
-  DevLinear qkv, o, gate_up, down;  // qkv: rows [q | k | v]; gate_up: rows [gate | up]
+  float *attn_norm_b = nullptr, *mlp_norm_b = nullptr;  // LayerNorm biases (or null)
+  // qkv: rows [q | k | v]; gate_up: rows [gate | up], or fc1 alone in ungated MLPs.
+  DevLinear qkv, o, gate_up, down;
 };
 
 // Host-side concatenation of Linears that share an input, along the output dimension. A missing
@@ -114,9 +117,10 @@ class CudaEngine : public DeviceEngine {
     try {
       SQ_CUDA_CHECK(cudaStreamCreate(&stream_));
       load_weights();
-      // As the CPU engine (and HF): inv_freq = 1 / theta^(2i/d) in fp32.
-      std::vector<float> inv(static_cast<size_t>(s_.head_dim / 2));
-      for (int64_t i = 0; i < s_.head_dim / 2; ++i)
+      // As the CPU engine (and HF): inv_freq = 1 / theta^(2i/d) in fp32. Learned positions: all
+      // zero, which makes the rotation kernels exact copies (cos 0 = 1, sin 0 = 0).
+      std::vector<float> inv(static_cast<size_t>(s_.head_dim / 2), 0.0f);
+      for (int64_t i = 0; i < s_.head_dim / 2 && !s_.learned_positions; ++i)
         inv[i] = 1.0f / std::pow(static_cast<float>(s_.rope_theta),
                                  static_cast<float>(2 * i) / static_cast<float>(s_.head_dim));
       inv_freq_ = upload(inv.data(), static_cast<int64_t>(inv.size()));
@@ -238,11 +242,12 @@ class CudaEngine : public DeviceEngine {
       cudaFree(l.bias), cudaFree(l.in_scale);
     };
     for (auto& l : layers_) {
-      cudaFree(l.attn_norm), cudaFree(l.mlp_norm);
+      cudaFree(l.attn_norm), cudaFree(l.mlp_norm), cudaFree(l.attn_norm_b), cudaFree(l.mlp_norm_b);
       for (DevLinear* x : {&l.qkv, &l.o, &l.gate_up, &l.down}) free_linear(*x);
     }
     layers_.clear();
     cudaFree(embed_), cudaFree(final_norm_), cudaFree(lm_head_), cudaFree(lm_head_f32_);
+    cudaFree(final_norm_b_), cudaFree(embed_pos_);
     cudaFree(inv_freq_), cudaFree(pos_);
     free_cache();
     cudaFree(slot_), cudaFree(attn_ws_), cudaFree(stats_), cudaFreeHost(h_pos_);
@@ -322,28 +327,43 @@ class CudaEngine : public DeviceEngine {
       ops::fill_random(d, n, offset == 0.0f ? 0.5f : 0.0f, offset, seed++, stream_);
       return d;
     };
+    // A LayerNorm bias: the model's, none, or zeros for random weights.
+    auto norm_bias = [&](const float* p) -> float* {
+      if (!s_.layer_norm || (!s_.random && !p)) return nullptr;
+      if (!s_.random) return upload(p, s_.hidden);
+      float* d = device_alloc<float>(s_.hidden);
+      SQ_CUDA_CHECK(cudaMemsetAsync(d, 0, s_.hidden * sizeof(float), stream_));
+      return d;
+    };
     const int64_t qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
+    const int64_t mlp_width = (s_.gated_mlp ? 2 : 1) * s_.ffn;
     for (int64_t l = 0; l < s_.layers; ++l) {
       const DeviceLayerSpec& ls = s_.random ? DeviceLayerSpec{} : s_.layer[l];
       DevLayer d;
       d.attn_norm = vec(ls.attn_norm, s_.hidden, 1.0f);
       d.mlp_norm = vec(ls.mlp_norm, s_.hidden, 1.0f);
+      d.attn_norm_b = norm_bias(ls.attn_norm_bias);
+      d.mlp_norm_b = norm_bias(ls.mlp_norm_bias);
       if (s_.random) {
         d.qkv = linear({s_.hidden, qd + 2 * kvd});
         d.qkv.out_scales = {0.05f, 0.05f, 0.05f};
         d.o = linear({qd, s_.hidden});
-        d.gate_up = linear({s_.hidden, 2 * s_.ffn});
+        d.gate_up = linear({s_.hidden, mlp_width});
         d.down = linear({s_.ffn, s_.hidden});
       } else {
         d.qkv = fused({ls.q, ls.k, ls.v}, true);
         d.o = linear(ls.o);
-        d.gate_up = fused({ls.gate, ls.up}, false);
+        d.gate_up = s_.gated_mlp ? fused({ls.gate, ls.up}, false) : linear(ls.up);
         d.down = linear(ls.down);
       }
       layers_.push_back(std::move(d));
     }
     embed_ = vec(s_.embed, s_.vocab * s_.hidden, 0.0f);
     final_norm_ = vec(s_.final_norm, s_.hidden, 1.0f);
+    final_norm_b_ = norm_bias(s_.final_norm_bias);
+    if (s_.learned_positions)
+      embed_pos_ =
+          vec(s_.embed_positions, (s_.max_positions + s_.position_offset) * s_.hidden, 0.0f);
     const int64_t nh = s_.vocab * s_.hidden;
     if (f32_head()) {  // fp32 engines and evaluations keep the lm_head in fp32, as the CPU
       lm_head_f32_ = s_.random ? device_alloc<float>(nh) : upload(s_.lm_head, nh);
@@ -363,9 +383,9 @@ class CudaEngine : public DeviceEngine {
     SQ_CUDA_CHECK(cudaMemcpyAsync(pos_, h_pos_, sizeof(int), cudaMemcpyHostToDevice, st));
     SQ_CUDA_CHECK(cudaMemcpyAsync(ids_, h_ids_, m * sizeof(int32_t), cudaMemcpyHostToDevice, st));
     const int64_t d = s_.hidden, qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
-    ops::embed(ids_, embed_, x_, m, d, st);
+    ops::embed(ids_, embed_, x_, m, d, st, embed_pos_, pos_, s_.position_offset);
     const float scale = 1.0f / std::sqrt(static_cast<float>(s_.head_dim));
-    norm_input(x_, nullptr, layers_[0].attn_norm, layers_[0].qkv, m, st);
+    norm_input(x_, nullptr, layers_[0].attn_norm, layers_[0].attn_norm_b, layers_[0].qkv, m, st);
     const std::vector<int64_t> widths = stat_widths();
     std::vector<int64_t> offsets(widths.size(), 0);
     for (size_t i = 1; i < widths.size(); ++i) offsets[i] = offsets[i - 1] + widths[i - 1];
@@ -402,11 +422,19 @@ class CudaEngine : public DeviceEngine {
       if (!quantized) plain_input(attn_, m, qd, L.o, st);
       linear(L.o, attn_, m, o_, st);
       record(o_, 3);
-      norm_input(x_, o_, L.mlp_norm, L.gate_up, m, st);
+      norm_input(x_, o_, L.mlp_norm, L.mlp_norm_b, L.gate_up, m, st);
       record(xf_, 4);
       linear(L.gate_up, xf_, m, gu_, st);
       record(gu_, 5);
-      if (int8() && per_token()) {
+      if (!s_.gated_mlp) {  // fc1 → ReLU → fc2
+        if (int8() || f32()) {
+          ops::relu(gu_, m * s_.ffn, xf_, nullptr, st);
+          record(xf_, 6);
+          if (int8()) plain_input(xf_, m, s_.ffn, L.down, st);
+        } else {
+          ops::relu(gu_, m * s_.ffn, nullptr, xb_, st);
+        }
+      } else if (int8() && per_token()) {
         silu_mul_quant_s8(gu_, m, s_.ffn, xq_, xs_, st);
       } else if (int8() || f32()) {
         ops::silu_mul(gu_, m, s_.ffn, xf_, nullptr, st);
@@ -418,18 +446,28 @@ class CudaEngine : public DeviceEngine {
       linear(L.down, xf_, m, o_, st);
       record(o_, 7);
       if (l + 1 == s_.layers) break;
-      norm_input(x_, o_, layers_[l + 1].attn_norm, layers_[l + 1].qkv, m, st);
+      norm_input(x_, o_, layers_[l + 1].attn_norm, layers_[l + 1].attn_norm_b, layers_[l + 1].qkv,
+                 m, st);
     }
     // The last residual add only on the rows whose logits are wanted.
     const int64_t rows = last_only ? 1 : m, r0 = m - rows;
     if (f32_head()) {
-      ops::rms_norm_f32(x_ + r0 * d, o_ + r0 * d, final_norm_, s_.eps, rows, d, xf_, st);
+      if (s_.layer_norm) {
+        ops::layer_norm_f32(x_ + r0 * d, o_ + r0 * d, final_norm_, final_norm_b_, s_.eps, rows, d,
+                            xf_, st);
+      } else {
+        ops::rms_norm_f32(x_ + r0 * d, o_ + r0 * d, final_norm_, s_.eps, rows, d, xf_, st);
+      }
       gemm_.run(xf_, lm_head_f32_, logits_, rows, s_.vocab, d, st);
       if (stats_on_) {
         float* lm = stats_ + s_.layers * layer_stat_floats();
         ops::col_absmax(xf_, rows, d, lm, st);
         ops::col_absmax(logits_, rows, s_.vocab, lm + d, st);
       }
+    } else if (s_.layer_norm) {
+      ops::layer_norm_bf16(x_ + r0 * d, o_ + r0 * d, final_norm_, final_norm_b_, s_.eps, rows, d,
+                           xb_, st);
+      gemm_.run(xb_, lm_head_, logits_, rows, s_.vocab, d, st);
     } else {
       ops::rms_norm_bf16(x_ + r0 * d, o_ + r0 * d, final_norm_, s_.eps, rows, d, xb_, st);
       gemm_.run(xb_, lm_head_, logits_, rows, s_.vocab, d, st);
@@ -439,11 +477,18 @@ class CudaEngine : public DeviceEngine {
   }
 
   // The input of a Linear group that a norm opens (res: the residual add fused before it):
-  // xf_ (fp32), xb_ (bf16) or xq_/xs_ (INT8).
-  void norm_input(float* x, const float* res, const float* w, const DevLinear& next, int64_t m,
-                  cudaStream_t st) {
+  // xf_ (fp32), xb_ (bf16) or xq_/xs_ (INT8). b: the LayerNorm bias of LayerNorm models.
+  void norm_input(float* x, const float* res, const float* w, const float* b, const DevLinear& next,
+                  int64_t m, cudaStream_t st) {
     const int64_t d = s_.hidden;
-    if (int8() && per_token()) {
+    if (s_.layer_norm) {  // LayerNorm, then (INT8) the quantization of its fp32 output
+      if (int8() || f32()) {
+        ops::layer_norm_f32(x, res, w, b, s_.eps, m, d, xf_, st);
+        if (int8()) plain_input(xf_, m, d, next, st);
+      } else {
+        ops::layer_norm_bf16(x, res, w, b, s_.eps, m, d, xb_, st);
+      }
+    } else if (int8() && per_token()) {
       if (res) {
         add_rms_norm_quant_s8(x, res, w, s_.eps, m, d, xq_, xs_, st);
       } else {
@@ -526,7 +571,8 @@ class CudaEngine : public DeviceEngine {
   // down_out; then lm_in, lm_out.
   std::vector<int64_t> stat_widths() const {
     const int64_t qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
-    return {s_.hidden, qd + 2 * kvd, qd, s_.hidden, s_.hidden, 2 * s_.ffn, s_.ffn, s_.hidden};
+    return {s_.hidden, qd + 2 * kvd, qd, s_.hidden, s_.hidden, (s_.gated_mlp ? 2 : 1) * s_.ffn,
+            s_.ffn,    s_.hidden};
   }
   int64_t layer_stat_floats() const {
     int64_t n = 0;
@@ -547,7 +593,8 @@ class CudaEngine : public DeviceEngine {
     qkv_ = device_alloc<float>(m * (qd + 2 * kvd));
     attn_ = device_alloc<float>(m * qd);
     gu_ = device_alloc<float>(m * 2 * s_.ffn);
-    if (!int8() || !per_token() || s_.f32_lm_head) xf_ = device_alloc<float>(m * std::max(wide, d));
+    if (!int8() || !per_token() || s_.f32_lm_head || s_.layer_norm || !s_.gated_mlp)
+      xf_ = device_alloc<float>(m * std::max(wide, d));
     if (s_.precision == DevicePrecision::kBf16 || !f32())
       xb_ = device_alloc<__nv_bfloat16>(m * std::max(wide, d));
     if (int8()) xq_ = device_alloc<int8_t>(m * std::max(wide, d));
@@ -581,6 +628,7 @@ class CudaEngine : public DeviceEngine {
   LtGemm gemm_;
   std::vector<DevLayer> layers_;
   float *embed_ = nullptr, *final_norm_ = nullptr, *inv_freq_ = nullptr, *lm_head_f32_ = nullptr;
+  float *final_norm_b_ = nullptr, *embed_pos_ = nullptr;  // LayerNorm bias, learned positions
   __nv_bfloat16* lm_head_ = nullptr;
   float *k_cache_ = nullptr, *v_cache_ = nullptr;
   int8_t *k8_ = nullptr, *v8_ = nullptr;  // --quant-bmm int8 cache

@@ -19,10 +19,17 @@ unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8));
 }
 
-__global__ void embed_k(const int32_t* ids, const float* table, float* x, int d) {
+// pos_table (learned positions, nullable): row *pos + t + offset is added, as the CPU engine does.
+__global__ void embed_k(const int32_t* ids, const float* table, const float* pos_table,
+                        const int* pos, int offset, float* x, int d) {
   const int64_t t = blockIdx.x;
   const float* e = table + static_cast<int64_t>(ids[t]) * d;
-  for (int j = threadIdx.x; j < d; j += blockDim.x) x[t * d + j] = e[j];
+  if (pos_table) {
+    const float* p = pos_table + static_cast<int64_t>(*pos + t + offset) * d;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) x[t * d + j] = __fadd_rn(e[j], p[j]);
+  } else {
+    for (int j = threadIdx.x; j < d; j += blockDim.x) x[t * d + j] = e[j];
+  }
 }
 
 // One block per row; the sum of squares is a block reduction (fp32, no FMA), then
@@ -57,6 +64,66 @@ __global__ void __launch_bounds__(Threads)
     } else {
       out[row * d + j] = y;
     }
+  }
+}
+
+template <int Threads>
+__device__ __forceinline__ float block_sum(float v, float* red) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  __syncthreads();  // red may still be read from a previous reduction
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float tot = 0.0f;
+  for (int i = 0; i < Threads / 32; ++i) tot += red[i];
+  return tot;
+}
+
+// LayerNorm (OPT) as the CPU computes it: mean, then the mean of squared deviations (two passes,
+// fp32), y = (x − mean) · inv · w + b with no FMA; the sums are block reductions. With `res`, the
+// residual add x += res comes first and is written back, as in rms_norm_k.
+template <typename Out, int Threads>
+__global__ void __launch_bounds__(Threads)
+    layer_norm_k(float* x, const float* res, const float* w, const float* b, float eps, int d,
+                 Out* out) {
+  pdl_trigger();
+  pdl_wait();
+  __shared__ float red[Threads / 32];
+  const int64_t row = blockIdx.x;
+  float* xr = x + row * d;
+  float sum = 0.0f;
+  for (int j = threadIdx.x; j < d; j += Threads) {
+    float v = xr[j];
+    if (res) xr[j] = v = __fadd_rn(v, res[row * d + j]);
+    sum = __fadd_rn(sum, v);
+  }
+  const float mean = __fdiv_rn(block_sum<Threads>(sum, red), static_cast<float>(d));
+  float ss = 0.0f;
+  for (int j = threadIdx.x; j < d; j += Threads) {
+    const float c = __fsub_rn(xr[j], mean);
+    ss = __fadd_rn(ss, __fmul_rn(c, c));
+  }
+  const float var = __fdiv_rn(block_sum<Threads>(ss, red), static_cast<float>(d));
+  const float inv = 1.0f / sqrtf(__fadd_rn(var, eps));
+  for (int j = threadIdx.x; j < d; j += Threads) {
+    const float y =
+        __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(xr[j], mean), inv), w[j]), b ? b[j] : 0.0f);
+    if constexpr (sizeof(Out) == 2) {
+      out[row * d + j] = __float2bfloat16_rn(y);
+    } else {
+      out[row * d + j] = y;
+    }
+  }
+}
+
+__global__ void relu_k(const float* x, float* of, __nv_bfloat16* ob, int64_t n) {
+  pdl_trigger();
+  pdl_wait();
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float y = x[i] > 0.0f ? x[i] : 0.0f;
+    if (of) of[i] = y;
+    if (ob) ob[i] = __float2bfloat16_rn(y);
   }
 }
 
@@ -183,8 +250,10 @@ __global__ void fill_k(T* p, int64_t n, float amp, float offset, uint32_t seed) 
 
 }  // namespace
 
-void embed(const int32_t* ids, const float* table, float* x, int64_t m, int64_t d, cudaStream_t s) {
-  embed_k<<<static_cast<unsigned>(m), kThreads, 0, s>>>(ids, table, x, static_cast<int>(d));
+void embed(const int32_t* ids, const float* table, float* x, int64_t m, int64_t d, cudaStream_t s,
+           const float* pos_table, const int* pos, int64_t offset) {
+  embed_k<<<static_cast<unsigned>(m), kThreads, 0, s>>>(
+      ids, table, pos_table, pos, static_cast<int>(offset), x, static_cast<int>(d));
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -200,6 +269,34 @@ void launch_rms_norm(float* x, const float* res, const float* w, float eps, int6
     launch_pdl(rms_norm_k<Out, kThreads>, dim3(static_cast<unsigned>(m)), dim3(kThreads), s, x, res,
                w, eps, static_cast<int>(d), out);
   }
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename Out>
+void launch_layer_norm(float* x, const float* res, const float* w, const float* b, float eps,
+                       int64_t m, int64_t d, Out* out, cudaStream_t s) {
+  if (m <= 64) {
+    launch_pdl(layer_norm_k<Out, 1024>, dim3(static_cast<unsigned>(m)), dim3(1024), s, x, res, w, b,
+               eps, static_cast<int>(d), out);
+  } else {
+    launch_pdl(layer_norm_k<Out, kThreads>, dim3(static_cast<unsigned>(m)), dim3(kThreads), s, x,
+               res, w, b, eps, static_cast<int>(d), out);
+  }
+  SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+void layer_norm_bf16(float* x, const float* res, const float* w, const float* b, float eps,
+                     int64_t m, int64_t d, __nv_bfloat16* out, cudaStream_t s) {
+  launch_layer_norm(x, res, w, b, eps, m, d, out, s);
+}
+
+void layer_norm_f32(float* x, const float* res, const float* w, const float* b, float eps,
+                    int64_t m, int64_t d, float* out, cudaStream_t s) {
+  launch_layer_norm(x, res, w, b, eps, m, d, out, s);
+}
+
+void relu(const float* x, int64_t n, float* out_f32, __nv_bfloat16* out_bf16, cudaStream_t s) {
+  launch_pdl(relu_k, dim3(blocks_for(n)), dim3(kThreads), s, x, out_f32, out_bf16, n);
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,7 +1,9 @@
 // Element-wise and attention kernels of the CUDA engine (engine.cu), fp32 throughout as the CPU
-// engine computes: embedding gather, RMSNorm to bf16 (the bf16 Linears' input, optionally after
-// the residual add), RoPE (HF rotate_half, fused with the KV-cache write), causal GQA attention
-// over the fp32 KV cache with an online softmax (attention.cu), SiLU·up, bias adds, fp32 → bf16.
+// engine computes: embedding gather (plus learned positions), RMSNorm or LayerNorm to bf16 (the
+// bf16 Linears' input, optionally after the residual add), RoPE (HF rotate_half, fused with the
+// KV-cache write; an inv_freq of zeros makes it an exact copy, which learned-position models use),
+// causal GQA attention over the fp32 KV cache with an online softmax (attention.cu), SiLU·up, bias
+// adds, fp32 → bf16.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,12 +12,21 @@
 
 namespace sq::cuda::ops {
 
-void embed(const int32_t* ids, const float* table, float* x, int64_t m, int64_t d, cudaStream_t s);
+// pos_table (learned positions, nullable): x += pos_table row *pos + t + offset for token t.
+void embed(const int32_t* ids, const float* table, float* x, int64_t m, int64_t d, cudaStream_t s,
+           const float* pos_table = nullptr, const int* pos = nullptr, int64_t offset = 0);
 // res (nullable): x += res first, written back to x.
 void rms_norm_bf16(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
                    __nv_bfloat16* out, cudaStream_t s);
 void rms_norm_f32(float* x, const float* res, const float* w, float eps, int64_t m, int64_t d,
                   float* out, cudaStream_t s);
+// LayerNorm (OPT; b nullable) with the same residual convention as the RMSNorms above.
+void layer_norm_bf16(float* x, const float* res, const float* w, const float* b, float eps,
+                     int64_t m, int64_t d, __nv_bfloat16* out, cudaStream_t s);
+void layer_norm_f32(float* x, const float* res, const float* w, const float* b, float eps,
+                    int64_t m, int64_t d, float* out, cudaStream_t s);
+// max(x, 0) of n values into fp32 and/or bf16 (OPT's fc1 → fc2).
+void relu(const float* x, int64_t n, float* out_f32, __nv_bfloat16* out_bf16, cudaStream_t s);
 // qkv [m, (heads + 2·kv_heads)·head_dim] → q_out [m, heads·head_dim] rotated; k rotated and v into
 // the layer's caches ([positions, kv_heads·head_dim]) at rows *pos .. *pos + m (k_cache null:
 // queries only).
