@@ -131,6 +131,7 @@ void check_int8(const Model& fp, Scheme scheme, bool bmm, const std::vector<int3
   auto e = make_device_engine(*q.model, exec, /*f32_lm_head=*/true);
   e->reset(n);
   e->forward(ids.data(), n, gpu8, false);
+  ASSERT_EQ(gpu8.size(), cpu8.size());
   const double nll_cpu = window_nll(cpu8.data(), ids, vocab);
   EXPECT_LT(std::fabs(window_nll(gpu8.data(), ids, vocab) / nll_cpu - 1), 1e-3) << "NLL";
   std::printf("  %s%s: max |logit| GPU vs CPU INT8 %.4f\n",

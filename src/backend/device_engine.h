@@ -62,7 +62,8 @@ struct DeviceModelSpec {
 
 // Calibration statistics (NUMERICS §3) of an fp32 engine, per Linear input group: abs-max per
 // input channel of the inputs that q/k/v, o, gate/up and down (and lm_head) read, and abs-max per
-// output column of their outputs (q|k|v and gate|up concatenated as the engine computes them).
+// output column of their outputs (q|k|v and gate|up concatenated as the engine computes them;
+// ungated MLPs: gate_up_out is fc1's output alone).
 struct DeviceLayerStats {
   std::vector<float> attn_in, qkv_out, o_in, o_out, mlp_in, gate_up_out, down_in, down_out;
 };

@@ -122,13 +122,14 @@ std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, DevicePreci
   });
 }
 
-void check_device_supported(const ModelConfig& cfg) {
+void check_device_supported(const ModelConfig& cfg, bool int8) {
   SQ_CHECK(
       cuda_compiled(),
       "--device cuda: this build has no CUDA backend; rebuild with nvcc installed (-DSQ_CUDA=ON)");
   SQ_CHECK(!cuda_devices().empty(),
            "--device cuda: no CUDA GPU is visible (driver missing or no device); run on the CPU");
   check_supported(cfg);
+  if (int8) check_int8_supported(cfg);
 }
 
 std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec,

@@ -36,7 +36,8 @@ void run_perplexity(const PerplexityArgs& a) {
   const LoadedModel loaded = load_model(a.model);  // FP, or INT8 compressed-tensors
   const Model& model = *loaded.model;
   const bool cuda = a.device == "cuda";
-  if (cuda) check_device_supported(model.config());  // before any long calibration
+  if (cuda)  // before any long calibration
+    check_device_supported(model.config(), !a.quant.scheme.empty() || loaded.int8());
   // The GPU runs real INT8 only, so --quant defaults to --mode int8 there.
   const std::string mode = a.quant.mode.empty() ? (cuda ? "int8" : "fake") : a.quant.mode;
   SQ_CHECK(!(cuda && !a.quant.scheme.empty() && mode == "fake"),

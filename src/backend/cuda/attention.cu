@@ -493,8 +493,11 @@ int64_t attention_workspace_floats(int64_t heads, int64_t head_dim) {
 }
 
 bool attention_supports(int64_t head_dim) {
-  return dispatch_tiled_head_dim(head_dim, [](auto) {}) ||
-         (head_dim <= kPfMaxDim && head_dim % 4 == 0);
+  bool fits = false;
+  const bool tiled = dispatch_tiled_head_dim(head_dim, [&](auto hd) {
+    fits = tiled_smem_bytes<decltype(hd)::value / 16>() <= max_dynamic_smem();
+  });
+  return (tiled && fits) || (head_dim <= kPfMaxDim && head_dim % 4 == 0);
 }
 
 void set_attention_prefill_override(AttentionPrefill k) { g_prefill_override = k; }
@@ -535,14 +538,19 @@ bool attention(const float* q, const float* k_cache, const float* v_cache, float
     attention_mma(q, k_cache, v_cache, out, m, pos, heads, kv_heads, head_dim, scale, s);
     return false;
   }
+  // The fp32-core tiled kernel where its blocks fit the device's shared memory (115 KB at head
+  // dim 128: not on Ada), else the simple one.
+  bool fits = true;
   const bool tiled = dispatch_tiled_head_dim(head_dim, [&](auto hd) {
     constexpr int kKc = decltype(hd)::value / 16;
+    fits = tiled_smem_bytes<kKc>() <= max_dynamic_smem();
+    if (!fits) return;
     const dim3 grid(static_cast<unsigned>((m + kBr - 1) / kBr), static_cast<unsigned>(heads));
     launch_with_smem<attention_tiled_k<kKc>>(
         grid, dim3(kTiledThreads), tiled_smem_bytes<kKc>(), s, q, k_cache, v_cache, out,
         static_cast<int>(m), pos, static_cast<int>(heads), static_cast<int>(kv_heads), scale);
   });
-  if (tiled) return false;
+  if (tiled && fits) return false;
   if (!attention_supports(head_dim))
     throw std::runtime_error("attention: head_dim " + std::to_string(head_dim) +
                              " is not supported on the GPU");

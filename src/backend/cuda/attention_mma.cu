@@ -29,7 +29,9 @@
 namespace sq::cuda::ops {
 namespace {
 
-// 8 warps (128 query rows) × 64-key tiles: Q 64 KB and two K/V buffers of 64 KB at head dim 128.
+// 8 warps (128 query rows) × 64-key tiles: Q 64 KB and two K/V buffers of 68 KB (K 36, V 32) at
+// head dim 128, 200 KB in all: Hopper's 227 KB hold it; A100 (163 KB) and Ada (99 KB) take the
+// fp32-core kernels for the head dims that do not fit (attention_mma_supports).
 constexpr int kBlockWarps = 8, kTileKeys = 64;
 
 // Not volatile: the result is the only effect, so the compiler may interleave independent MMAs.
@@ -316,7 +318,10 @@ void launch(const float* q, const float* k_cache, const float* v_cache, float* o
 }  // namespace
 
 bool attention_mma_supports(int64_t head_dim) {
-  return dispatch_mma_head_dim(head_dim, [](auto) {});
+  int need = 0;
+  const bool has = dispatch_mma_head_dim(
+      head_dim, [&](auto hd) { need = smem_bytes<decltype(hd)::value, kBlockWarps, kTileKeys>(); });
+  return has && need <= max_dynamic_smem();
 }
 
 void attention_mma(const float* q, const float* k_cache, const float* v_cache, float* out,

@@ -11,7 +11,8 @@
 
 namespace sq::cuda::ops {
 
-// Head dims this kernel has: 16, 32, 64, 80, 96, 128.
+// Head dims this kernel has (16, 32, 64, 80, 96, 128) whose blocks fit the current device's
+// shared memory (200 KB at 128; the others fall back to the fp32-core kernels).
 bool attention_mma_supports(int64_t head_dim);
 // Causal GQA attention of m query rows at positions *pos.. (layout as ops::attention).
 void attention_mma(const float* q, const float* k_cache, const float* v_cache, float* out,

@@ -121,7 +121,7 @@ __global__ void relu_k(const float* x, float* of, __nv_bfloat16* ob, int64_t n) 
   pdl_wait();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float y = x[i] > 0.0f ? x[i] : 0.0f;
+    const float y = x[i] < 0.0f ? 0.0f : x[i];  // std::max(x, 0.0f) as the CPU: NaN stays NaN
     if (of) of[i] = y;
     if (ob) ob[i] = __float2bfloat16_rn(y);
   }

@@ -1,6 +1,7 @@
 // Launch helpers shared by the attention kernels: dispatch of a runtime head dim onto the
-// compile-time instantiations that exist, and a launch that raises a kernel's dynamic shared
-// memory limit once (the attribute is per kernel, so it is keyed on the kernel itself).
+// compile-time instantiations that exist, the device's shared-memory limit, and a launch that
+// raises a kernel's dynamic shared memory limit once (the attribute is per kernel, so it is keyed
+// on the kernel itself).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,6 +17,18 @@ namespace sq::cuda {
 template <int... kDims, typename F>
 bool dispatch_head_dim(int64_t head_dim, F&& f) {
   return ((head_dim == kDims ? (f(std::integral_constant<int, kDims>{}), true) : false) || ...);
+}
+
+// The most dynamic shared memory a block may opt into on the current device (queried once: the
+// engine runs on one device). Kernels whose need exceeds it must not be launched.
+inline int max_dynamic_smem() {
+  static const int bytes = [] {
+    int dev = 0, optin = 0;
+    SQ_CUDA_CHECK(cudaGetDevice(&dev));
+    SQ_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return optin;
+  }();
+  return bytes;
 }
 
 // kKernel<<<grid, block, bytes, s>>>(args...), after allowing it `bytes` of dynamic shared

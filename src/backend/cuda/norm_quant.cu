@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/kernel_launch.cuh"
 #include "backend/cuda/norm_quant_cuda.h"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/quant_math.cuh"
@@ -242,13 +243,7 @@ void launch_silu_cluster(const float* gu, int64_t m, int64_t ffn, int8_t* q, flo
 
 // Rows up to this many bytes are staged in shared memory: 200 KB, or the device's opt-in limit.
 int max_stage_bytes() {
-  static const int bytes = [] {
-    int dev = 0, optin = 0;
-    SQ_CUDA_CHECK(cudaGetDevice(&dev));
-    SQ_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    return std::min(200 * 1024, optin - 1024);  // room for the kernel's static shared memory
-  }();
-  return bytes;
+  return std::min(200 * 1024, max_dynamic_smem() - 1024);  // room for its static shared memory
 }
 
 template <int Threads>
