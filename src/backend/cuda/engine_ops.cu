@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/engine_ops.cuh"
 #include "backend/cuda/pdl.cuh"
@@ -50,12 +51,7 @@ __global__ void __launch_bounds__(Threads)
     if (res) xr[j] = v = __fadd_rn(v, res[row * d + j]);
     ss = __fadd_rn(ss, __fmul_rn(v, v));
   }
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = ss;
-  __syncthreads();
-  float tot = 0.0f;
-  for (int i = 0; i < Threads / 32; ++i) tot += red[i];
+  const float tot = block_sum<Threads>(ss, red);
   const float inv = 1.0f / sqrtf(__fdiv_rn(tot, static_cast<float>(d)) + eps);
   for (int j = threadIdx.x; j < d; j += Threads) {
     const float y = __fmul_rn(w[j], __fmul_rn(xr[j], inv));
@@ -65,18 +61,6 @@ __global__ void __launch_bounds__(Threads)
       out[row * d + j] = y;
     }
   }
-}
-
-template <int Threads>
-__device__ __forceinline__ float block_sum(float v, float* red) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  __syncthreads();  // red may still be read from a previous reduction
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
-  __syncthreads();
-  float tot = 0.0f;
-  for (int i = 0; i < Threads / 32; ++i) tot += red[i];
-  return tot;
 }
 
 // LayerNorm (OPT) as the CPU computes it: mean, then the mean of squared deviations (two passes,

@@ -354,12 +354,7 @@ CUtensorMap make_map(const int8_t* p, int64_t rows, int64_t k, int box_rows) {
 }
 
 int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    SQ_CUDA_CHECK(cudaGetDevice(&dev));
-    SQ_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
+  static const int n = current_device_attribute(cudaDevAttrMultiProcessorCount);
   return n;
 }
 

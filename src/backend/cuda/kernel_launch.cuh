@@ -22,12 +22,7 @@ bool dispatch_head_dim(int64_t head_dim, F&& f) {
 // The most dynamic shared memory a block may opt into on the current device (queried once: the
 // engine runs on one device). Kernels whose need exceeds it must not be launched.
 inline int max_dynamic_smem() {
-  static const int bytes = [] {
-    int dev = 0, optin = 0;
-    SQ_CUDA_CHECK(cudaGetDevice(&dev));
-    SQ_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    return optin;
-  }();
+  static const int bytes = current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
   return bytes;
 }
 

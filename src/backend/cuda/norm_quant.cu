@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/kernel_launch.cuh"
 #include "backend/cuda/norm_quant_cuda.h"
 #include "backend/cuda/pdl.cuh"
@@ -27,32 +28,6 @@ constexpr int kMaxWidth = 8192;  // normed rows stay in registers
 __device__ __forceinline__ float load_f32(const float* p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float load_f32(const __nv_bfloat16* p, int64_t i) {
   return __bfloat162float(p[i]);
-}
-
-template <int Threads>
-__device__ float block_sum(float v, float* red) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();  // red may still be read from a previous reduction
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float s = 0.0f;
-  for (int i = 0; i < Threads / 32; ++i) s += red[i];  // same order in every thread
-  return s;
-}
-
-template <int Threads>
-__device__ float block_max(float v, float* red) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float s = 0.0f;
-  for (int i = 0; i < Threads / 32; ++i) s = fmaxf(s, red[i]);
-  return s;
 }
 
 // res (fp32 x only, nullable): the residual add x += res first, written back to x.
