@@ -14,7 +14,7 @@ nvcc -std=c++17 -O3 -Isrc -gencode=arch=compute_90a,code=sm_90a -Xptxas -v \
   -lcublasLt \
   -o build-gpu/bench_gemm_cuda 2>&1 | grep -E "registers|spill" | sort -u
 cuobjdump --dump-sass build-gpu/bench_gemm_cuda |
-  grep -oE "(IGMMA|IMMA|UTMALDG|SYNCS)[.A-Z0-9_]*" | sort | uniq -c >"$OUT/gpu_gemm_sass.txt" || true
+  grep -oE "(IGMMA|IMMA|UTMALDG|UTMASTG|STSM|SYNCS)[.A-Z0-9_]*" | sort | uniq -c >"$OUT/gpu_gemm_sass.txt" || true
 echo "SASS instruction counts:"; cat "$OUT/gpu_gemm_sass.txt"
 timeout 300 build-gpu/bench_gemm_cuda --out "$OUT/gpu_gemm_s8.json"
 if [[ -f build-gpu/torch_gemm_baseline.py ]]; then

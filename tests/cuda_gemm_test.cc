@@ -41,6 +41,7 @@ TEST(CudaGemmS8, MatchesTheCpuReferenceBitForBit) {
                                   {5, 2049, 4112},
                                   {16, 11008, 64},
                                   {300, 517, 1040},
+                                  {77, 1040, 144},
                                   {1000, 3000, 4096}}) {
       std::vector<int8_t> a(size_t(m) * k), w(size_t(n) * k);
       for (auto& x : a) x = static_cast<int8_t>(q(rng));

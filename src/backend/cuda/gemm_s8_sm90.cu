@@ -14,10 +14,12 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
 #include "backend/cuda/gemm_s8_cuda.h"
+#include "backend/cuda/sm90_ptx.cuh"
 
 namespace sq::cuda {
 namespace {
@@ -36,131 +38,12 @@ struct TileCfg {
   static constexpr int kWTileBytes = BN * kBK;
   static constexpr int kStageBytes = kATileBytes + kWTileBytes;
   static constexpr int kAcc = BN / 2;  // int32 accumulators per consumer thread (64 × BN / 128)
-  static constexpr int kSmemBytes = kStages * kStageBytes + 1024 + 2 * kStages * 8;
-  static_assert(kAcc * 2 == kBN && kSmemBytes <= 227 * 1024);
+  static_assert(kAcc * 2 == kBN);
 };
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define SQ_SM90A 1
-#endif
-
 #ifdef SQ_SM90A
+using namespace sm90;
 constexpr int kGroupM = 8;  // tiles walked in groups of kGroupM row-tiles per column panel
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
-}
-
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)),
-               "r"(bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
-}
-
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase) {
-  asm volatile(
-      "{\n.reg .pred done;\nWAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT_%=;\n}\n" ::"r"(smem_u32(bar)),
-      "r"(phase)
-      : "memory");
-}
-
-__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, uint64_t* bar,
-                                            int32_t c0, int32_t c1) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-      "[%0], [%1, {%3, %4}], [%2];" ::"r"(smem_u32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
-      : "memory");
-}
-
-// Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle layout that TMA
-// writes: rows of 128 bytes, 8-row groups 1024 bytes apart (stride byte offset).
-__device__ __forceinline__ uint64_t smem_desc(const void* p) {
-  uint64_t d = 0;
-  d |= static_cast<uint64_t>((smem_u32(p) & 0x3FFFF) >> 4);
-  d |= static_cast<uint64_t>(1) << 16;          // leading byte offset (unused for SW128 K-major)
-  d |= static_cast<uint64_t>(1024 >> 4) << 32;  // stride byte offset
-  d |= static_cast<uint64_t>(1) << 62;          // 128-byte swizzle
-  return d;
-}
-
-__device__ __forceinline__ void wgmma_m64n256k32_s8(int32_t (&d)[128], uint64_t desc_a,
-                                                    uint64_t desc_b, int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
-      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
-      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
-      "%56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, "
-      "%74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, "
-      "%92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, "
-      "%108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, "
-      "%123, %124, %125, %126, %127}, %128, %129, p;\n}\n"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]),
-        "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]),
-        "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]),
-        "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]),
-        "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]),
-        "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]),
-        "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]),
-        "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
-        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]),
-        "+r"(d[63]), "+r"(d[64]), "+r"(d[65]), "+r"(d[66]), "+r"(d[67]), "+r"(d[68]), "+r"(d[69]),
-        "+r"(d[70]), "+r"(d[71]), "+r"(d[72]), "+r"(d[73]), "+r"(d[74]), "+r"(d[75]), "+r"(d[76]),
-        "+r"(d[77]), "+r"(d[78]), "+r"(d[79]), "+r"(d[80]), "+r"(d[81]), "+r"(d[82]), "+r"(d[83]),
-        "+r"(d[84]), "+r"(d[85]), "+r"(d[86]), "+r"(d[87]), "+r"(d[88]), "+r"(d[89]), "+r"(d[90]),
-        "+r"(d[91]), "+r"(d[92]), "+r"(d[93]), "+r"(d[94]), "+r"(d[95]), "+r"(d[96]), "+r"(d[97]),
-        "+r"(d[98]), "+r"(d[99]), "+r"(d[100]), "+r"(d[101]), "+r"(d[102]), "+r"(d[103]),
-        "+r"(d[104]), "+r"(d[105]), "+r"(d[106]), "+r"(d[107]), "+r"(d[108]), "+r"(d[109]),
-        "+r"(d[110]), "+r"(d[111]), "+r"(d[112]), "+r"(d[113]), "+r"(d[114]), "+r"(d[115]),
-        "+r"(d[116]), "+r"(d[117]), "+r"(d[118]), "+r"(d[119]), "+r"(d[120]), "+r"(d[121]),
-        "+r"(d[122]), "+r"(d[123]), "+r"(d[124]), "+r"(d[125]), "+r"(d[126]), "+r"(d[127])
-      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
-}
-
-__device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], uint64_t desc_a,
-                                                    uint64_t desc_b, int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
-      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
-      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
-      "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}\n"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]),
-        "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]),
-        "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]),
-        "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]),
-        "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]),
-        "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]),
-        "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]),
-        "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
-        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]),
-        "+r"(d[63])
-      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
-}
-
-// The wgmma for a BN-wide tile.
-template <int BN>
-__device__ __forceinline__ void wgmma_s8(int32_t (&d)[BN / 2], uint64_t desc_a, uint64_t desc_b,
-                                         int accumulate) {
-  if constexpr (BN == 256) {
-    wgmma_m64n256k32_s8(d, desc_a, desc_b, accumulate);
-  } else {
-    wgmma_m64n128k32_s8(d, desc_a, desc_b, accumulate);
-  }
-}
 
 // Tile t of the persistent walk → (row tile, column tile), grouped so that kGroupM consecutive
 // tiles share one column panel of W.
@@ -174,18 +57,42 @@ __device__ __forceinline__ void tile_coords(int t, int tiles_m, int tiles_n, int
 }
 #endif  // SQ_SM90A
 
-template <int BN, bool kBf16Out>
+// How the consumers write the tile: raw int32, the fused epilogue stored straight from the
+// accumulator registers (any N, fp32 or bf16 per ep.f32_out), or the fused epilogue staged per
+// warp in shared memory and written by TMA stores. The direct stores cover 8 rows × 16 or 32
+// bytes per warp instruction, so the L1 takes 8 wavefronts for each; a 256-wide tile's epilogue
+// kept both consumers off the tensor cores for microseconds. The staged one writes each warp's
+// 16 × 32-byte-row chunk with stmatrix (bf16) or conflict-free float2 stores (fp32) and hands it
+// to the TMA unit, which streams it out while the next tile's mainloop starts.
+enum class Epi { kInt32, kDirect, kTmaBf16, kTmaF32 };
+
+constexpr int kEpiBufBytes = 1024;               // one chunk: 16 rows × 64 bytes, 64-byte swizzle
+constexpr int kEpiBytes = 8 * 2 * kEpiBufBytes;  // 8 consumer warps, double-buffered
+
+template <int BN>
+constexpr int smem_bytes() {
+  return TileCfg<BN>::kStages * TileCfg<BN>::kStageBytes + kEpiBytes + 1024 +
+         2 * TileCfg<BN>::kStages * 8;
+}
+// Dynamic plus the static epilogue operands (sw_s, bias_s, sx_s) within the 227 KB a CTA may use.
+static_assert(smem_bytes<256>() + (2 * 256 + kBM) * 4 <= 227 * 1024 &&
+              smem_bytes<128>() + (2 * 128 + kBM) * 4 <= 227 * 1024);
+
+template <int BN, Epi kEpi>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_s8_sm90_kernel(const __grid_constant__ CUtensorMap map_a,
-                        const __grid_constant__ CUtensorMap map_w, int32_t* c, uint16_t* y,
+                        const __grid_constant__ CUtensorMap map_w,
+                        const __grid_constant__ CUtensorMap map_y, int32_t* c, uint16_t* y,
                         GemmS8Epilogue ep, int m, int n, int k) {
 #ifdef SQ_SM90A
   using Cfg = TileCfg<BN>;
   constexpr int kBN = Cfg::kBN, kStages = Cfg::kStages, kStageBytes = Cfg::kStageBytes;
+  constexpr bool kScaled = kEpi != Epi::kInt32;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
                                              ~static_cast<uintptr_t>(1023));
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kStageBytes);
+  uint8_t* epi_bufs = smem + kStages * kStageBytes;
+  uint64_t* full = reinterpret_cast<uint64_t*>(epi_bufs + kEpiBytes);
   uint64_t* empty = full + kStages;
 
   const int tid = threadIdx.x, wg = tid / 128;
@@ -225,23 +132,41 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int cw = wg - 1;  // consumer index: rows [64·cw, 64·cw + 64) of the tile
   const int warp = (tid % 128) / 32, lane = tid % 32;
   int it = 0;
-  // The tile's epilogue operands (per-channel scales and bias of its 256 columns, per-token scales
-  // of its 128 rows) are staged in shared memory before the mainloop: read from global memory in
-  // the epilogue they stalled it on L1TEX latency (ncu: 39% of the consumers' stall cycles).
+  // The tile's epilogue operands (per-channel scales and bias of its columns, per-token scales of
+  // its 128 rows) are staged in shared memory before the mainloop: read from global memory in the
+  // epilogue they stalled it on L1TEX latency (ncu: 39% of the consumers' stall cycles). Each
+  // thread loads its share for the next tile into registers while this tile's mainloop runs, so
+  // staging costs two barriers and no memory latency.
   __shared__ float sw_s[kBN], bias_s[kBN], sx_s[kBM];
   const int ct = tid - 128;  // 0..255 over the two consumer warpgroups
+  float pf_sw = 0.0f, pf_bias = 0.0f, pf_sx = 0.0f;
+  auto prefetch_scales = [&](int t) {
+    if (t >= tiles) return;
+    int tm, tn;
+    tile_coords(t, tiles_m, tiles_n, tm, tn);
+    const int col = tn * kBN + ct, row = tm * kBM + ct;
+    if (ct < kBN) {
+      pf_sw = ep.per_channel ? (col < n ? ep.sw[col] : 0.0f) : ep.sw[0];
+      pf_bias = ep.bias && col < n ? ep.bias[col] : 0.0f;
+    }
+    if (ct < kBM) pf_sx = ep.per_token ? (row < m ? ep.sx[row] : 0.0f) : ep.sx[0];
+  };
+  if constexpr (kScaled) prefetch_scales(blockIdx.x);
+  uint8_t* epi_buf = epi_bufs + (cw * 4 + warp) * 2 * kEpiBufBytes;
+  int chunk_seq = 0;  // this warp's staged chunks so far: buffer chunk_seq % 2
+
   for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
     int tm, tn;
     tile_coords(t, tiles_m, tiles_n, tm, tn);
-    if constexpr (kBf16Out) {
+    if constexpr (kScaled) {
       asm volatile("bar.sync 1, 256;" ::: "memory");  // the previous tile's epilogue is done
-      const int col = tn * kBN + ct, row = tm * kBM + ct;
       if (ct < kBN) {
-        sw_s[ct] = ep.per_channel ? (col < n ? ep.sw[col] : 0.0f) : ep.sw[0];
-        bias_s[ct] = ep.bias && col < n ? ep.bias[col] : 0.0f;
+        sw_s[ct] = pf_sw;
+        bias_s[ct] = pf_bias;
       }
-      if (ct < kBM) sx_s[ct] = ep.per_token ? (row < m ? ep.sx[row] : 0.0f) : ep.sx[0];
+      if (ct < kBM) sx_s[ct] = pf_sx;
       asm volatile("bar.sync 1, 256;" ::: "memory");
+      prefetch_scales(t + gridDim.x);
     }
     int32_t acc[Cfg::kAcc];
 #pragma unroll
@@ -269,54 +194,110 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Accumulator layout of wgmma m64nN: warp w holds rows 16w..16w+15 of the 64; for each
     // 8-column group j a thread holds (r, c), (r, c+1), (r+8, c), (r+8, c+1) with r = lane/4,
     // c = 8j + 2·(lane%4).
-    const int r_base = tm * kBM + cw * 64 + warp * 16 + lane / 4;
-    const int c_base = tn * kBN + 2 * (lane % 4);
+    // The CPU epilogue's order: acc · sx · sw + bias, each step rounded to fp32, no FMA.
+    auto dqf = [&](int32_t v, float sxr, int lc) {
+      float f = __fmul_rn(__fmul_rn(static_cast<float>(v), sxr), sw_s[lc]);
+      if (ep.bias) f = __fadd_rn(f, bias_s[lc]);
+      return f;
+    };
+    if constexpr (kEpi == Epi::kTmaBf16 || kEpi == Epi::kTmaF32) {
+      constexpr bool kF32 = kEpi == Epi::kTmaF32;
+      constexpr int kChunkCols = kF32 ? 16 : 32;  // 64 bytes per row
+      const int lr = lane / 4, lq = lane % 4, row0 = cw * 64 + warp * 16;
+      const float sxh[2] = {sx_s[row0 + lr], sx_s[row0 + lr + 8]};
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = r_base + 8 * h;
-      if (row >= m) continue;
-      const float sxr = kBf16Out ? sx_s[row - tm * kBM] : 0.0f;
+      for (int ch = 0; ch < kBN / kChunkCols; ++ch, ++chunk_seq) {
+        uint8_t* buf = epi_buf + (chunk_seq & 1) * kEpiBufBytes;
+        if (lane == 0) bulk_wait_read<1>();  // the store that last read this buffer is done
+        __syncwarp();
+        // Row R of the chunk, 16-byte unit u: byte R·64 + ((u ^ ((R / 2) % 4)) · 16), the
+        // 64-byte swizzle TMA expects; every 8-row matrix store then hits 32 distinct banks.
+        if constexpr (kF32) {
 #pragma unroll
-      for (int j = 0; j < kBN / 8; ++j) {
-        const int col = c_base + 8 * j;
-        const int32_t v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
-        const int64_t off = static_cast<int64_t>(row) * n + col;
-        if constexpr (kBf16Out) {
-          // The CPU epilogue's order: acc · sx · sw + bias, each step rounded to fp32, no FMA.
-          auto dqf = [&](int32_t v, int cc) {
-            const int lc = cc - tn * kBN;
-            float f = __fmul_rn(__fmul_rn(static_cast<float>(v), sxr), sw_s[lc]);
-            if (ep.bias) f = __fadd_rn(f, bias_s[lc]);
-            return f;
-          };
-          auto dq = [&](int32_t v, int cc) {
-            return __bfloat16_as_ushort(__float2bfloat16_rn(dqf(v, cc)));
-          };
-          if (ep.f32_out) {
-            float* yf = reinterpret_cast<float*>(y);
-            if (col + 1 < n && (n % 2) == 0) {
-              *reinterpret_cast<float2*>(yf + off) = make_float2(dqf(v0, col), dqf(v1, col + 1));
-            } else {
-              if (col < n) yf[off] = dqf(v0, col);
-              if (col + 1 < n) yf[off + 1] = dqf(v1, col + 1);
+          for (int jj = 0; jj < 2; ++jj) {
+            const int j = 2 * ch + jj, lc = 8 * j + 2 * lq;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int r = 8 * h + lr, u = 2 * jj + lq / 2;
+              *reinterpret_cast<float2*>(buf + r * 64 + ((u ^ ((r >> 1) & 3)) << 4) +
+                                         (lq & 1) * 8) =
+                  make_float2(dqf(acc[4 * j + 2 * h], sxh[h], lc),
+                              dqf(acc[4 * j + 2 * h + 1], sxh[h], lc + 1));
             }
-          } else if (col + 1 < n && (n % 2) == 0) {
-            const uint32_t pair = dq(v0, col) | (static_cast<uint32_t>(dq(v1, col + 1)) << 16);
-            *reinterpret_cast<uint32_t*>(y + off) = pair;
-          } else {
-            if (col < n) y[off] = dq(v0, col);
-            if (col + 1 < n) y[off + 1] = dq(v1, col + 1);
           }
         } else {
-          if (col + 1 < n && (n % 2) == 0) {
-            *reinterpret_cast<int2*>(c + off) = make_int2(v0, v1);
+          const int mi = lane / 8, r = 8 * (mi & 1) + lane % 8;
+#pragma unroll
+          for (int s2 = 0; s2 < 2; ++s2) {
+            uint32_t reg[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const int h = i & 1, j = 4 * ch + 2 * s2 + (i >> 1), lc = 8 * j + 2 * lq;
+              const float f0 = dqf(acc[4 * j + 2 * h], sxh[h], lc);
+              const float f1 = dqf(acc[4 * j + 2 * h + 1], sxh[h], lc + 1);
+              reg[i] = static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(f0))) |
+                       (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(f1))) << 16);
+            }
+            const int u = 2 * s2 + (mi >> 1);
+            stmatrix_x4(smem_u32(buf) + r * 64 + ((u ^ ((r >> 1) & 3)) << 4), reg[0], reg[1],
+                        reg[2], reg[3]);
+          }
+        }
+        fence_proxy_async_smem();
+        __syncwarp();
+        if (lane == 0) {
+          tma_store_2d(&map_y, buf, tn * kBN + ch * kChunkCols, tm * kBM + row0);
+          bulk_commit();
+        }
+      }
+    } else {
+      const int r_base = tm * kBM + cw * 64 + warp * 16 + lane / 4;
+      const int c_base = tn * kBN + 2 * (lane % 4);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = r_base + 8 * h;
+        if (row >= m) continue;
+        const float sxr = kScaled ? sx_s[row - tm * kBM] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j) {
+          const int col = c_base + 8 * j, lc = col - tn * kBN;
+          const int32_t v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+          const int64_t off = static_cast<int64_t>(row) * n + col;
+          if constexpr (kScaled) {
+            auto dq = [&](int32_t v, int cc) {
+              return __bfloat16_as_ushort(__float2bfloat16_rn(dqf(v, sxr, cc)));
+            };
+            if (ep.f32_out) {
+              float* yf = reinterpret_cast<float*>(y);
+              if (col + 1 < n && (n % 2) == 0) {
+                *reinterpret_cast<float2*>(yf + off) =
+                    make_float2(dqf(v0, sxr, lc), dqf(v1, sxr, lc + 1));
+              } else {
+                if (col < n) yf[off] = dqf(v0, sxr, lc);
+                if (col + 1 < n) yf[off + 1] = dqf(v1, sxr, lc + 1);
+              }
+            } else if (col + 1 < n && (n % 2) == 0) {
+              const uint32_t pair = dq(v0, lc) | (static_cast<uint32_t>(dq(v1, lc + 1)) << 16);
+              *reinterpret_cast<uint32_t*>(y + off) = pair;
+            } else {
+              if (col < n) y[off] = dq(v0, lc);
+              if (col + 1 < n) y[off + 1] = dq(v1, lc + 1);
+            }
           } else {
-            if (col < n) c[off] = v0;
-            if (col + 1 < n) c[off + 1] = v1;
+            if (col + 1 < n && (n % 2) == 0) {
+              *reinterpret_cast<int2*>(c + off) = make_int2(v0, v1);
+            } else {
+              if (col < n) c[off] = v0;
+              if (col + 1 < n) c[off + 1] = v1;
+            }
           }
         }
       }
     }
+  }
+  // The staging buffers must outlive the TMA reads, and the outputs be written, before exit.
+  if constexpr (kEpi == Epi::kTmaBf16 || kEpi == Epi::kTmaF32) {
+    if (lane == 0) bulk_wait_all();
   }
 #else
   __trap();  // built for another GPU: the host side refuses before launching
@@ -358,22 +339,59 @@ int sm_count() {
   return n;
 }
 
-template <int BN, bool kBf16Out>
+// The output y [m, n] (fp32 or bf16, row-major) as a TMA map with 16-row × 64-byte boxes, 64-byte
+// swizzle: one consumer warp's staged chunk.
+CUtensorMap make_out_map(void* y, int64_t m, int64_t n, bool f32) {
+  CUtensorMap map{};
+  const int elem = f32 ? 4 : 2;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(n), static_cast<cuuint64_t>(m)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(n * elem)};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(64 / elem), 16};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = encode_fn()(
+      &map, f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, y, dims,
+      strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_64B,
+      CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw std::runtime_error("cuTensorMapEncodeTiled failed for the GEMM output (error " +
+                             std::to_string(r) + ")");
+  return map;
+}
+
+template <int BN, Epi kEpi>
 void launch_tiles(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y,
                   const GemmS8Epilogue& ep, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  using Cfg = TileCfg<BN>;
+  constexpr int kSmem = smem_bytes<BN>();
   const CUtensorMap map_a = make_map(a, m, k, kBM), map_w = make_map(w, n, k, BN);
+  CUtensorMap map_y{};
+  if constexpr (kEpi == Epi::kTmaBf16 || kEpi == Epi::kTmaF32)
+    map_y = make_out_map(y, m, n, kEpi == Epi::kTmaF32);
   static std::once_flag once;
   std::call_once(once, [] {
-    SQ_CUDA_CHECK(cudaFuncSetAttribute(gemm_s8_sm90_kernel<BN, kBf16Out>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       Cfg::kSmemBytes));
+    SQ_CUDA_CHECK(cudaFuncSetAttribute(gemm_s8_sm90_kernel<BN, kEpi>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
   });
   const int64_t tiles = ((m + kBM - 1) / kBM) * ((n + BN - 1) / BN);
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sm_count()));
-  gemm_s8_sm90_kernel<BN, kBf16Out><<<grid, kThreads, Cfg::kSmemBytes, stream>>>(
-      map_a, map_w, c, y, ep, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k));
+  gemm_s8_sm90_kernel<BN, kEpi><<<grid, kThreads, kSmem, stream>>>(
+      map_a, map_w, map_y, c, y, ep, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k));
   SQ_CUDA_CHECK(cudaGetLastError());
+}
+
+// The TMA-store epilogue needs 16-byte aligned rows; SQ_GEMM_EPILOGUE=direct forces the register
+// stores (A/B measurements).
+template <int BN>
+void launch_scaled(const int8_t* a, const int8_t* w, uint16_t* y, const GemmS8Epilogue& ep,
+                   int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+  static const bool direct = [] {
+    const char* e = std::getenv("SQ_GEMM_EPILOGUE");
+    return e != nullptr && std::string(e) == "direct";
+  }();
+  const int64_t row_bytes = n * (ep.f32_out ? 4 : 2);
+  if (direct || row_bytes % 16 != 0 || reinterpret_cast<uintptr_t>(y) % 16 != 0)
+    return launch_tiles<BN, Epi::kDirect>(a, w, nullptr, y, ep, m, n, k, stream);
+  if (ep.f32_out) return launch_tiles<BN, Epi::kTmaF32>(a, w, nullptr, y, ep, m, n, k, stream);
+  launch_tiles<BN, Epi::kTmaBf16>(a, w, nullptr, y, ep, m, n, k, stream);
 }
 
 GemmTileN g_tile_override = GemmTileN::kAuto;
@@ -401,9 +419,14 @@ void launch(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const Gem
     throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90) for M > 16");
   if (m > INT32_MAX / 2 || n > INT32_MAX / 2 || k > INT32_MAX / 2)
     throw std::runtime_error("CUDA INT8 GEMM: dimensions beyond 2^30");
-  if (pick_tile(m, n) == GemmTileN::k128)
-    return launch_tiles<128, kBf16Out>(a, w, c, y, ep, m, n, k, stream);
-  launch_tiles<256, kBf16Out>(a, w, c, y, ep, m, n, k, stream);
+  const bool narrow = pick_tile(m, n) == GemmTileN::k128;
+  if constexpr (kBf16Out) {
+    if (narrow) return launch_scaled<128>(a, w, y, ep, m, n, k, stream);
+    return launch_scaled<256>(a, w, y, ep, m, n, k, stream);
+  } else {
+    if (narrow) return launch_tiles<128, Epi::kInt32>(a, w, c, y, ep, m, n, k, stream);
+    launch_tiles<256, Epi::kInt32>(a, w, c, y, ep, m, n, k, stream);
+  }
 }
 
 }  // namespace
