@@ -60,7 +60,7 @@ sys.exit(0 if ok else 1)
 PY
 
 step "perplexity table (README): FP and smoothed INT8 channel-token, cpu vs cuda"
-for model in tinystories-656k qwen2-synth; do
+for model in tinystories-656k qwen2-synth opt-synth; do
   for dev in cpu cuda; do
     $SQ perplexity $M/$model --text $TXT --ctx 256 --max-windows 20 --device $dev --json \
       >"$OUT/ppl_fp_${model}_$dev.json"

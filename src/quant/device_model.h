@@ -23,9 +23,8 @@ std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, DevicePreci
 std::unique_ptr<DeviceEngine> make_device_engine(const Model& model, const Int8Executor& exec,
                                                  bool f32_lm_head = false);
 
-// Throws the user-facing error when `cfg` cannot run on the GPU engine, or (int8) cannot run
-// there in real INT8 (call before long work).
-void check_device_supported(const ModelConfig& cfg, bool int8 = false);
+// Throws the user-facing error when `cfg` cannot run on the GPU engine (call before long work).
+void check_device_supported(const ModelConfig& cfg);
 
 // The engine's activation quantization for a scheme's granularity.
 DeviceActQuant device_act(ActGranularity a);

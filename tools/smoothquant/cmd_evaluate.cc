@@ -48,7 +48,7 @@ void run_evaluate(const EvaluateArgs& a) {
            "--device cuda evaluates real INT8 (--mode int8); fake quantization runs on the CPU");
   const std::string text = read_text_arg(a.text, "--text");
   const Model model = Model::load(a.model);
-  if (cuda) check_device_supported(model.config(), /*int8=*/true);  // before calibrating
+  if (cuda) check_device_supported(model.config());  // before calibrating
   const auto tok = load_tokenizer(a.model);
   const auto ids = tok->encode(text);
   const PerplexityOptions popt{a.ctx, a.max_windows};

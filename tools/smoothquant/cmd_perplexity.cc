@@ -37,7 +37,7 @@ void run_perplexity(const PerplexityArgs& a) {
   const Model& model = *loaded.model;
   const bool cuda = a.device == "cuda";
   if (cuda)  // before any long calibration
-    check_device_supported(model.config(), !a.quant.scheme.empty() || loaded.int8());
+    check_device_supported(model.config());
   // The GPU runs real INT8 only, so --quant defaults to --mode int8 there.
   const std::string mode = a.quant.mode.empty() ? (cuda ? "int8" : "fake") : a.quant.mode;
   SQ_CHECK(!(cuda && !a.quant.scheme.empty() && mode == "fake"),
