@@ -276,8 +276,9 @@ __global__ void __launch_bounds__(kTiledThreads)
   float* kt = qt + HD * kBr;                  // [HD][kBc]
   float* vs = kt + HD * kBc;                  // [kBc][HD]
   float* ps = vs + kBc * HD;                  // [kBc][kPs]: P transposed
-  const int h = blockIdx.y, kvh = h / (heads / kv_heads);
-  const int i0 = (gridDim.x - 1 - blockIdx.x) * kBr;
+  // Longest first over the whole grid (x fastest: all heads of the latest row block first).
+  const int h = blockIdx.x, kvh = h / (heads / kv_heads);
+  const int i0 = (gridDim.y - 1 - blockIdx.y) * kBr;
   const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
   const int pos0 = *pos;
   const int64_t q_stride = static_cast<int64_t>(heads) * HD;
@@ -545,7 +546,7 @@ bool attention(const float* q, const float* k_cache, const float* v_cache, float
     constexpr int kKc = decltype(hd)::value / 16;
     fits = tiled_smem_bytes<kKc>() <= max_dynamic_smem();
     if (!fits) return;
-    const dim3 grid(static_cast<unsigned>((m + kBr - 1) / kBr), static_cast<unsigned>(heads));
+    const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>((m + kBr - 1) / kBr));
     launch_with_smem<attention_tiled_k<kKc>>(
         grid, dim3(kTiledThreads), tiled_smem_bytes<kKc>(), s, q, k_cache, v_cache, out,
         static_cast<int>(m), pos, static_cast<int>(heads), static_cast<int>(kv_heads), scale);

@@ -12,7 +12,10 @@
 // S = Q·Kᵀ in m16n8k16 blocks of 8 keys; the online softmax runs on the accumulator fragments (a
 // row's values live in the 4 lanes of a quad); the S fragments of two neighbouring 8-key blocks are
 // exactly the A fragment of P for O += P·V (the FlashAttention-2 register reuse).
-// Range: FP16's 65504 bounds |q·scale|, |k| and |v| (the hi parts); attention inputs after
+// Scores are kept in base 2 (Q scaled by scale·log2 e, probabilities by exp2f: one MUFU.EX2, where
+// expf costs a range reduction of several FP32 instructions — ncu counted 21 M non-fused FP32
+// instructions per 2048-token layer).
+// Range: FP16's 65504 bounds |q·scale·log2 e|, |k| and |v| (the hi parts); attention inputs after
 // normalisation and projection stay orders of magnitude below. Parts below 2⁻¹⁴ lose relative
 // precision as subnormals, at an absolute error ≤ 2⁻²⁵ per element.
 #include <cuda_fp16.h>
@@ -109,8 +112,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   extern __shared__ uint4 smem_v[];
   uint4* qs = smem_v;           // hi [kWarps][KS][32], then lo
   uint4* kv_s = qs + L::kQVec;  // 2 × (K [kKeys][LDK], V [kKeys/16][HD][4])
-  const int h = blockIdx.y, kvh = h / (heads / kv_heads);
-  const int i0 = (gridDim.x - 1 - blockIdx.x) * kRows;  // heavy (late) row blocks first
+  // Blocks start in linear order, x fastest: every head of the heaviest (latest) row block first,
+  // then the next — longest-first over the whole grid. With the row block in x, each head's light
+  // blocks started before the next head's heavy ones, and the last heavy blocks ran alone at the
+  // end (ncu at 2048 tokens: SMs active 76% of the elapsed cycles).
+  const int h = blockIdx.x, kvh = h / (heads / kv_heads);
+  const int i0 = (gridDim.y - 1 - blockIdx.y) * kRows;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int pos0 = *pos;
   const int64_t q_stride = static_cast<int64_t>(heads) * HD;
@@ -224,11 +231,11 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int nb = 0; nb < NB; ++nb) b[nb] = ks[(nb * 8 + g) * LDK + kk * 4 + t];
         mma_2xf16_n(s, 0, a_hi, a_lo, b);
       }
-      // Fragment (nb, c): row lo (c < 2) or hi, key k0 + 8·nb + 2t + (c & 1).
+      // Fragment (nb, c): row lo (c < 2) or hi, key k0 + 8·nb + 2t + (c & 1). (Masking only the
+      // tiles that reach the diagonal, behind a warp-uniform branch, spilled registers.)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int row = half ? row_hi : row_lo;
-        float tile_mx = -INFINITY;
 #pragma unroll
         for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
@@ -236,19 +243,30 @@ __global__ void __launch_bounds__(kWarps * 32)
             const int key = k0 + nb * 8 + 2 * t + c;
             float& v = s[nb][2 * half + c];
             v = (row < m && key <= pos0 + row) ? v : -INFINITY;
-            tile_mx = fmaxf(tile_mx, v);
           }
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float tile_mx = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+          tile_mx = fmaxf(tile_mx, s[nb][2 * half]);
+          tile_mx = fmaxf(tile_mx, s[nb][2 * half + 1]);
+        }
         tile_mx = fmaxf(tile_mx, __shfl_xor_sync(0xffffffffu, tile_mx, 1));
         tile_mx = fmaxf(tile_mx, __shfl_xor_sync(0xffffffffu, tile_mx, 2));
         const float m_new = fmaxf(mx[half], tile_mx);
-        const float corr = m_new == -INFINITY ? 1.0f : expf(mx[half] - m_new);
+        // exp2f(-inf) = 0 takes care of masked keys; a row with no key yet (m_new = -inf, rows
+        // past m) subtracts 0 instead, so that -inf - -inf never makes a NaN.
+        const float m_ref = m_new == -INFINITY ? 0.0f : m_new;
+        const float corr = exp2f(mx[half] - m_ref);
         float rs = 0.0f;
 #pragma unroll
         for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
           for (int c = 0; c < 2; ++c) {
             float& v = s[nb][2 * half + c];  // becomes p
-            v = v == -INFINITY ? 0.0f : expf(v - m_new);
+            v = exp2f(v - m_ref);
             rs += v;
           }
         rs += __shfl_xor_sync(0xffffffffu, rs, 1);
@@ -308,11 +326,12 @@ bool dispatch_mma_head_dim(int64_t head_dim, F&& f) {
 template <int HD, int kWarps, int kKeys>
 void launch(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t m,
             const int* pos, int64_t heads, int64_t kv_heads, float scale, cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>((m + 16 * kWarps - 1) / (16 * kWarps)),
-                  static_cast<unsigned>(heads));
+  const dim3 grid(static_cast<unsigned>(heads),
+                  static_cast<unsigned>((m + 16 * kWarps - 1) / (16 * kWarps)));
   launch_with_smem<attention_mma_k<HD, kWarps, kKeys>>(
       grid, dim3(kWarps * 32), smem_bytes<HD, kWarps, kKeys>(), s, q, k_cache, v_cache, out,
-      static_cast<int>(m), pos, static_cast<int>(heads), static_cast<int>(kv_heads), scale);
+      static_cast<int>(m), pos, static_cast<int>(heads), static_cast<int>(kv_heads),
+      static_cast<float>(static_cast<double>(scale) * 1.4426950408889634));  // log2(e)
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Prefill attention on the tensor cores (used by ops::attention, attention.cu) at fp32-class
 // accuracy: every operand is split into two FP16 parts (x = hi + lo, 22 significant bits, as in
 // a 3xTF32 split) and each product is hi·hi + hi·lo + lo·hi on mma.sync m16n8k16 with fp32
-// accumulation, the dropped lo·lo term below 2⁻²² relative. FP16's range bounds |q·scale|, |k|
+// accumulation, the dropped lo·lo term below 2⁻²² relative. FP16's range bounds |q·scale·log2 e|, |k|
 // and |v| by 65504 (normalised attention inputs stay far below).
 #pragma once
 
