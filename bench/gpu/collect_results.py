@@ -44,7 +44,9 @@ def engine(a):
     par = provenance(a, "GPU vs CPU accuracy parity (--device cuda vs --device cpu)",
                      "bench/run_gpu_engine.sh (CLI parity and perplexity table steps)")
     rows = []
-    for m in ("tinystories-656k", "qwen2-synth"):
+    for m in ("tinystories-656k", "qwen2-synth", "opt-synth"):
+        if not os.path.exists(os.path.join(d, f"ppl_fp_{m}_cpu.json")):
+            continue  # runs before opt-synth joined the table
         g = {f"{k}_{dev}": load(os.path.join(d, f"ppl_{k}_{m}_{dev}.json"))["ppl"]
              for k in ("fp", "int8") for dev in ("cpu", "cuda")}
         rows.append({"model": m, **g})
@@ -77,7 +79,7 @@ def gemm(a):
     write(a.out, "gpu_gemm_s8.json", {**provenance(
         a, "INT8 GEMM kernels vs cuBLASLt bf16 and INT8 (bench/gpu/bench_gemm_cuda.cu)",
         "bench/run_gpu_bench.sh"), **r})
-    for name in ("gpu_gemm_sass.txt", "gemm_log.txt"):
+    for name in ("gpu_gemm_sass.txt", "gemm_log.txt", "gpu_torch_baseline.json"):
         src = os.path.join(a.gemm, name)
         if os.path.exists(src):
             dst = "gpu_gemm_log.txt" if name == "gemm_log.txt" else name
