@@ -7,7 +7,8 @@
 //  - warpgroups 1 and 2 are consumers: each multiplies its 64 rows of the tile with wgmma
 //    m64n256k32 s8·s8→s32, keeps one wgmma group in flight, releases a stage once the wgmmas that
 //    read it have retired, and writes its accumulators through the fused epilogue
-//    (acc · s_x · s_w + bias → bf16, or raw int32).
+//    (acc · s_x · s_w + bias → bf16 or fp32, staged per warp in shared memory and written by TMA
+//    stores; or raw int32, stored directly).
 // Register budgets are rebalanced with setmaxnreg (producer 40, consumers 232).
 #include <cuda.h>
 #include <cudaTypedefs.h>
