@@ -124,11 +124,11 @@ __device__ __forceinline__ void mma_s8_m16n8k32(int32_t (&d)[4], const uint32_t 
 // approach the copy bandwidth.
 constexpr int kMmaWarps = 16;
 
-template <int kJ, int kW, int kBatch, bool kBf16Out>
-__global__ void __launch_bounds__(kW * 32)
+template <int kJ, bool kBf16Out>
+__global__ void __launch_bounds__(kMmaWarps * 32)
     gemv_s8_mma_kernel(const int8_t* a, const int8_t* __restrict__ w, int32_t* c, uint16_t* y,
                        GemmS8Epilogue ep, int m, int n, int k) {
-  __shared__ int32_t partial[kW][kJ * 32 * 4];
+  __shared__ int32_t partial[kMmaWarps][kJ * 32 * 4];
   const int wi = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * kJ * 8;
   const int chunks = (k + 63) / 64;
@@ -146,6 +146,7 @@ __global__ void __launch_bounds__(kW * 32)
           k_ok && col < n ? __ldg(reinterpret_cast<const int4*>(w + int64_t(col) * k + kb)) : zero;
     }
   };
+  constexpr int kBatch = 2;
   // kBatch chunks per warp are loaded before any is multiplied, the first batch before
   // pdl_wait() as in gemv_s8_kernel. H200, M = 4 and 16 on the four Llama shapes, one run: batch 2
   // streamed 4–13% faster than one chunk at a time (3.55 against 3.28 TB/s at M = 16, 8192×28672);
@@ -153,18 +154,18 @@ __global__ void __launch_bounds__(kW * 32)
   // 2 or 4, 8 or 16 columns) were slower still.
   int4 wv[kBatch][kJ];
 #pragma unroll
-  for (int b = 0; b < kBatch; ++b) load_w(wi + b * kW, wv[b]);
+  for (int b = 0; b < kBatch; ++b) load_w(wi + b * kMmaWarps, wv[b]);
   pdl_trigger();
   pdl_wait();
-  for (int ch0 = wi; ch0 < chunks; ch0 += kBatch * kW) {
+  for (int ch0 = wi; ch0 < chunks; ch0 += kBatch * kMmaWarps) {
     if (ch0 != wi) {
 #pragma unroll
-      for (int b = 0; b < kBatch; ++b) load_w(ch0 + b * kW, wv[b]);
+      for (int b = 0; b < kBatch; ++b) load_w(ch0 + b * kMmaWarps, wv[b]);
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       // Coherent loads of the activations, which the previous grid wrote (PDL).
-      const int ch = ch0 + b * kW, kb = ch * 64 + 16 * t;
+      const int ch = ch0 + b * kMmaWarps, kb = ch * 64 + 16 * t;
       const bool k_ok = ch < chunks && kb < k;
       const int4 a_lo =
           k_ok && g < m ? *reinterpret_cast<const int4*>(a + int64_t(g) * k + kb) : zero;
@@ -194,7 +195,7 @@ __global__ void __launch_bounds__(kW * 32)
     if (row >= m || col >= n) continue;
     int32_t v = 0;
 #pragma unroll
-    for (int q = 0; q < kW; ++q) v += partial[q][e];
+    for (int q = 0; q < kMmaWarps; ++q) v += partial[q][e];
     store<kBf16Out>(v, row, col, n, ep, c, y);
   }
 }
@@ -221,8 +222,8 @@ void gemv_s8(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const Ge
     // Beyond two rows dp4a becomes the bottleneck; the tensor cores are not.
     constexpr int kJ = 2;
     const unsigned blocks = static_cast<unsigned>((n + kJ * 8 - 1) / (kJ * 8));
-    launch_pdl(gemv_s8_mma_kernel<kJ, kMmaWarps, 2, kB>, dim3(blocks), dim3(kMmaWarps * 32), stream,
-               a, w, c, y, ep, mi, ni, ki);
+    launch_pdl(gemv_s8_mma_kernel<kJ, kB>, dim3(blocks), dim3(kMmaWarps * 32), stream, a, w, c, y,
+               ep, mi, ni, ki);
   };
   if (y) {
     go(std::true_type{});
