@@ -14,6 +14,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/engine_ops.cuh"
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/quant_math.cuh"
 
 namespace sq::cuda::ops {
 namespace {
@@ -209,15 +210,13 @@ __device__ __forceinline__ void silu_mul_row(const float* gu, int64_t t, int ffn
                                              __nv_bfloat16* ob) {
   const float* g = gu + t * 2 * ffn;
   const float* u = g + ffn;
-  auto f = [](float gv, float uv) {
-    return __fmul_rn(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv))), uv);
-  };
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if constexpr (kVec4) {
     if (j >= ffn / 4) return;
     const float4 gv = reinterpret_cast<const float4*>(g)[j];
     const float4 uv = reinterpret_cast<const float4*>(u)[j];
-    const float4 y = make_float4(f(gv.x, uv.x), f(gv.y, uv.y), f(gv.z, uv.z), f(gv.w, uv.w));
+    const float4 y = make_float4(sq::cuda::silu_mul(gv.x, uv.x), sq::cuda::silu_mul(gv.y, uv.y),
+                                 sq::cuda::silu_mul(gv.z, uv.z), sq::cuda::silu_mul(gv.w, uv.w));
     if (of) reinterpret_cast<float4*>(of + t * ffn)[j] = y;
     if (ob) {
       const __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y);
@@ -229,7 +228,7 @@ __device__ __forceinline__ void silu_mul_row(const float* gu, int64_t t, int ffn
     }
   } else {
     if (j >= ffn) return;
-    const float y = f(g[j], u[j]);
+    const float y = sq::cuda::silu_mul(g[j], u[j]);  // not ops::silu_mul
     if (of) of[t * ffn + j] = y;
     if (ob) ob[t * ffn + j] = __float2bfloat16_rn(y);
   }

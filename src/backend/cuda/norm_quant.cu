@@ -128,10 +128,6 @@ __global__ void __launch_bounds__(Threads)
   }
 }
 
-__device__ __forceinline__ float silu_mul(float g, float u) {
-  return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
-}
-
 // SiLU(gate) · up of a fused [gate | up] row, quantized per token. The products are staged in
 // shared memory between the abs-max and the quantize pass (kStage), or recomputed for rows too
 // wide for it; the fp32 product never goes to device memory. Same arithmetic as ops::silu_mul.
