@@ -5,10 +5,11 @@
 // weights concatenated at load (one launch, and enough tiles to fill the GPU at prefill sizes);
 // every element of the fused output is computed exactly as by its own Linear. With per-token
 // activations the residual add is fused with the next norm and the per-token quantization, SiLU·up
-// with the down_proj input quantization; per-tensor activations (dynamic or static) go through an
-// fp32 row buffer. RoPE is fused with the KV-cache write. Everything outside the GEMMs (residual,
-// norms, RoPE, attention, KV cache) is fp32. Decode steps (one token) replay a CUDA graph captured
-// once: the position lives in device memory, so the same graph serves every step.
+// with the down_proj input quantization (at prefill, SiLU·up in the gate|up GEMM's epilogue: its
+// weight rows are stored gate/up-interleaved); per-tensor activations (dynamic or static) go
+// through an fp32 row buffer. RoPE is fused with the KV-cache write. Everything outside the GEMMs
+// (residual, norms, RoPE, attention, KV cache) is fp32. Decode steps (one token) replay a CUDA
+// graph captured once: the position lives in device memory, so the same graph serves every step.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -103,6 +104,20 @@ DeviceLinearSpec concat(const std::vector<DeviceLinearSpec>& parts, std::vector<
   c.w_scales = scales.empty() ? nullptr : scales.data();
   c.bias = bias.empty() ? nullptr : bias.data();
   return c;
+}
+
+// Rows of a fused [gate | up] Linear reordered in place into gemm_s8_cuda.h's kGluBlock-interleaved
+// layout (weights, per-channel scales and bias alike; the pointers in the spec stay valid).
+void interleave_gate_up(int64_t ffn, int64_t in, std::vector<float>& weight,
+                        std::vector<int8_t>& w_s8, std::vector<float>& scales,
+                        std::vector<float>& bias) {
+  auto permute = [&](auto& v, int64_t row) {
+    if (v.empty()) return;
+    const auto src = v;
+    for (int64_t r = 0; r < 2 * ffn; ++r)
+      std::copy_n(src.begin() + glu_source_row(r, ffn) * row, row, v.begin() + r * row);
+  };
+  permute(weight, in), permute(w_s8, in), permute(scales, 1), permute(bias, 1);
 }
 
 class CudaEngine : public DeviceEngine {
@@ -261,6 +276,11 @@ class CudaEngine : public DeviceEngine {
   bool per_token() const { return s_.act == DeviceActQuant::kPerToken; }
   // --quant-bmm: k and v live in an int8 cache (quantized before RoPE, as NUMERICS §2 says).
   bool int8_kv() const { return int8() && s_.quant_bmm; }
+  // gate|up weights kGluBlock-interleaved: SiLU · up in the GEMM epilogue at prefill, read through
+  // the interleaved index by the quantizing SiLU kernel at decode.
+  bool glu() const {
+    return fuse_ && int8() && per_token() && s_.gated_mlp && s_.ffn % kGluBlock == 0;
+  }
   void free_cache() {
     cudaFree(k_cache_), cudaFree(v_cache_), cudaFree(k8_), cudaFree(v8_);
     cudaFree(k8_scale_), cudaFree(v8_scale_);
@@ -313,7 +333,9 @@ class CudaEngine : public DeviceEngine {
     auto fused = [&](const std::vector<DeviceLinearSpec>& parts, bool qkv) {
       std::vector<float> weight, scales, bias;
       std::vector<int8_t> w_s8;
-      DevLinear d = linear(concat(parts, weight, w_s8, scales, bias));
+      const DeviceLinearSpec c = concat(parts, weight, w_s8, scales, bias);
+      if (!qkv && glu()) interleave_gate_up(s_.ffn, c.in, weight, w_s8, scales, bias);
+      DevLinear d = linear(c);
       for (const auto& p : parts) {
         if (qkv && int8_kv() && s_.act == DeviceActQuant::kPerTensorStatic && !(p.out_scale > 0))
           throw std::runtime_error("--quant-bmm with static activations needs output scales");
@@ -401,7 +423,11 @@ class CudaEngine : public DeviceEngine {
         if (stat) ops::col_absmax(y, m, widths[slot], stat + offsets[slot], st);
       };
       record(xf_, 0);
-      linear(L.qkv, xf_, m, qkv_, st);
+      // Our INT8 GEMM writes v straight into the cache at prefill (RoPE then moves q and k
+      // only); *h_pos_ is this forward's position, as prefill is never captured into a graph.
+      const bool v_direct =
+          fuse_ && int8() && !int8_kv() && m > kGemvMaxRows && (qd + kvd) % 64 == 0;
+      linear(L.qkv, xf_, m, qkv_, st, v_direct ? vc + *h_pos_ * kvd : nullptr, qd + kvd);
       record(qkv_, 1);
       if (int8_kv()) {
         quant_bmm(L.qkv, l, m, st);
@@ -411,8 +437,8 @@ class CudaEngine : public DeviceEngine {
                              v8_ + l * capacity_ * kvd, v8_scale_ + l * capacity_, pos_, m,
                              capacity_, s_.kv_heads, s_.head_dim, inv_freq_, kc, vc, st);
       } else {
-        ops::rope_qkv_to_cache(qkv_, q_, kc, vc, pos_, m, s_.heads, s_.kv_heads, s_.head_dim,
-                               inv_freq_, st);
+        ops::rope_qkv_to_cache(qkv_, q_, kc, v_direct ? nullptr : vc, pos_, m, s_.heads,
+                               s_.kv_heads, s_.head_dim, inv_freq_, st);
       }
       const bool fuse_quant = int8() && per_token();
       const bool quantized =
@@ -424,9 +450,20 @@ class CudaEngine : public DeviceEngine {
       record(o_, 3);
       norm_input(x_, o_, L.mlp_norm, L.mlp_norm_b, L.gate_up, m, st);
       record(xf_, 4);
-      linear(L.gate_up, xf_, m, gu_, st);
-      record(gu_, 5);
-      if (!s_.gated_mlp) {  // fc1 → ReLU → fc2
+      // Per-token INT8 with the interleaved gate|up weight: SiLU · up in the GEMM's epilogue,
+      // [m, ffn] into gu_ (the tiled kernel; decode-sized m takes the GEMV and the SiLU kernel).
+      const bool glu_gemm = glu() && m > kGemvMaxRows;
+      if (glu_gemm) {
+        GemmS8Epilogue ep{xs_, true, L.gate_up.w_scales, true, L.gate_up.bias};
+        ep.row_absmax = amax_;
+        gemm_s8_silu_f32(xq_, L.gate_up.w_s8, ep, gu_, m, L.gate_up.out, L.gate_up.in, st);
+      } else {
+        linear(L.gate_up, xf_, m, gu_, st);
+        record(gu_, 5);
+      }
+      if (glu_gemm) {
+        quantize_rows_s8(gu_, amax_, m, s_.ffn, xq_, xs_, st);
+      } else if (!s_.gated_mlp) {  // fc1 → ReLU → fc2
         if (int8() || f32()) {
           ops::relu(gu_, m * s_.ffn, xf_, nullptr, st);
           record(xf_, 6);
@@ -435,7 +472,7 @@ class CudaEngine : public DeviceEngine {
           ops::relu(gu_, m * s_.ffn, nullptr, xb_, st);
         }
       } else if (int8() && per_token()) {
-        silu_mul_quant_s8(gu_, m, s_.ffn, xq_, xs_, st);
+        silu_mul_quant_s8(gu_, m, s_.ffn, xq_, xs_, st, glu());
       } else if (int8() || f32()) {
         ops::silu_mul(gu_, m, s_.ffn, xf_, nullptr, st);
         record(xf_, 6);
@@ -512,10 +549,13 @@ class CudaEngine : public DeviceEngine {
                              xq_, xs_, st);
   }
 
-  // y = x · Wᵀ (+ bias). x: `xf` for fp32 engines; xb_ or xq_/xs_ otherwise.
-  void linear(const DevLinear& l, const float* xf, int64_t m, float* y, cudaStream_t st) {
+  // y = x · Wᵀ (+ bias). x: `xf` for fp32 engines; xb_ or xq_/xs_ otherwise. y2 (INT8, M > 16):
+  // columns [y2_col, out) go there instead (GemmS8Epilogue::y2).
+  void linear(const DevLinear& l, const float* xf, int64_t m, float* y, cudaStream_t st,
+              float* y2 = nullptr, int64_t y2_col = 0) {
     if (int8()) {
       GemmS8Epilogue ep{xs_, per_token(), l.w_scales, true, l.bias};
+      ep.y2 = y2, ep.y2_col = y2 ? y2_col : 0;
       gemm_s8_f32(xq_, l.w_s8, ep, y, m, l.out, l.in, st);
       return;
     }
@@ -599,6 +639,7 @@ class CudaEngine : public DeviceEngine {
       xb_ = device_alloc<__nv_bfloat16>(m * std::max(wide, d));
     if (int8()) xq_ = device_alloc<int8_t>(m * std::max(wide, d));
     xs_ = device_alloc<float>(m);
+    if (glu()) amax_ = device_alloc<float>(m);
     SQ_CUDA_CHECK(cudaMallocHost(&h_ids_, m * sizeof(int32_t)));
     work_rows_ = m;
   }
@@ -616,9 +657,10 @@ class CudaEngine : public DeviceEngine {
     drop_graph();  // it holds the old buffers
     cudaFree(ids_), cudaFree(x_), cudaFree(o_), cudaFree(q_), cudaFree(qkv_), cudaFree(attn_);
     cudaFree(gu_), cudaFree(xf_), cudaFree(xb_), cudaFree(xq_), cudaFree(xs_), cudaFree(logits_);
+    cudaFree(amax_);
     cudaFreeHost(h_ids_), cudaFreeHost(h_logits_);
     ids_ = nullptr, h_ids_ = nullptr, h_logits_ = nullptr, logit_rows_ = 0;
-    x_ = o_ = q_ = qkv_ = attn_ = gu_ = xf_ = xs_ = logits_ = nullptr;
+    x_ = o_ = q_ = qkv_ = attn_ = gu_ = xf_ = xs_ = logits_ = amax_ = nullptr;
     xb_ = nullptr, xq_ = nullptr;
     work_rows_ = 0;
   }
@@ -638,6 +680,12 @@ class CudaEngine : public DeviceEngine {
   int *pos_ = nullptr, *h_pos_ = nullptr;  // the first position of the tokens in flight
   float *x_ = nullptr, *o_ = nullptr, *q_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr,
         *gu_ = nullptr, *xf_ = nullptr, *xs_ = nullptr, *logits_ = nullptr, *h_logits_ = nullptr;
+  float* amax_ = nullptr;  // per-row abs-max of the SiLU · up GEMM output (glu())
+  // SQ_CUDA_GEMM_FUSION=0: no SiLU · up or v-to-cache in the INT8 GEMM epilogue (A/B runs).
+  const bool fuse_ = [] {
+    const char* e = std::getenv("SQ_CUDA_GEMM_FUSION");
+    return !(e && std::string(e) == "0");
+  }();
   __nv_bfloat16* xb_ = nullptr;
   int8_t* xq_ = nullptr;
   float *slot_ = nullptr, *attn_ws_ = nullptr;  // abs-max scratch; split attention partials

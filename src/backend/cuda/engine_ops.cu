@@ -166,10 +166,12 @@ __global__ void __launch_bounds__(kRopeThreads)
       const int kh = h - heads;
       src = row + qd + kh * hd;
       dst = kc + static_cast<int64_t>(p) * kvd + kh * hd;
-      const float* vs = row + qd + kvd + kh * hd;
-      float* vd = vc + static_cast<int64_t>(p) * kvd + kh * hd;
-      vd[i] = vs[i];
-      vd[i + half] = vs[i + half];
+      if (vc) {  // null: the GEMM wrote v into the cache itself
+        const float* vs = row + qd + kvd + kh * hd;
+        float* vd = vc + static_cast<int64_t>(p) * kvd + kh * hd;
+        vd[i] = vs[i];
+        vd[i + half] = vs[i + half];
+      }
     }
     const float c = cos_s[i], sn = sin_s[i];
     const float a = src[i], b = src[i + half];

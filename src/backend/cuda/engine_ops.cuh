@@ -29,7 +29,7 @@ void layer_norm_f32(float* x, const float* res, const float* w, const float* b, 
 void relu(const float* x, int64_t n, float* out_f32, __nv_bfloat16* out_bf16, cudaStream_t s);
 // qkv [m, (heads + 2·kv_heads)·head_dim] → q_out [m, heads·head_dim] rotated; k rotated and v into
 // the layer's caches ([positions, kv_heads·head_dim]) at rows *pos .. *pos + m (k_cache null:
-// queries only).
+// queries only; v_cache null: the values are already there).
 void rope_qkv_to_cache(const float* qkv, float* q_out, float* k_cache, float* v_cache,
                        const int* pos, int64_t m, int64_t heads, int64_t kv_heads, int64_t head_dim,
                        const float* inv_freq, cudaStream_t s);

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "backend/cuda/gemm_s8_cuda.h"
+#include "backend/cuda/quant_math.cuh"
 #include "backend/cuda/sm90_ptx.cuh"
 
 namespace sq::cuda {
@@ -65,7 +66,13 @@ __device__ __forceinline__ void tile_coords(int t, int tiles_m, int tiles_n, int
 // kept both consumers off the tensor cores for microseconds. The staged one writes each warp's
 // 16 × 32-byte-row chunk with stmatrix (bf16) or conflict-free float2 stores (fp32) and hands it
 // to the TMA unit, which streams it out while the next tile's mainloop starts.
-enum class Epi { kInt32, kDirect, kTmaBf16, kTmaF32 };
+// kTmaGlu is kTmaF32 for the kGluBlock-interleaved gate|up weight: each thread combines its gate
+// column c with the up column c + 64 of the same 128-column block and stores SiLU(gate) · up, a
+// tile of half the width.
+enum class Epi { kInt32, kDirect, kTmaBf16, kTmaF32, kTmaGlu };
+__host__ __device__ constexpr bool is_tma(Epi e) {
+  return e == Epi::kTmaBf16 || e == Epi::kTmaF32 || e == Epi::kTmaGlu;
+}
 
 constexpr int kEpiBufBytes = 1024;               // one chunk: 16 rows × 64 bytes, 64-byte swizzle
 constexpr int kEpiBytes = 8 * 2 * kEpiBufBytes;  // 8 consumer warps, double-buffered
@@ -83,7 +90,8 @@ template <int BN, Epi kEpi>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_s8_sm90_kernel(const __grid_constant__ CUtensorMap map_a,
                         const __grid_constant__ CUtensorMap map_w,
-                        const __grid_constant__ CUtensorMap map_y, int32_t* c, uint16_t* y,
+                        const __grid_constant__ CUtensorMap map_y,
+                        const __grid_constant__ CUtensorMap map_y2, int32_t* c, uint16_t* y,
                         GemmS8Epilogue ep, int m, int n, int k) {
 #ifdef SQ_SM90A
   using Cfg = TileCfg<BN>;
@@ -201,13 +209,17 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (ep.bias) f = __fadd_rn(f, bias_s[lc]);
       return f;
     };
-    if constexpr (kEpi == Epi::kTmaBf16 || kEpi == Epi::kTmaF32) {
-      constexpr bool kF32 = kEpi == Epi::kTmaF32;
+    if constexpr (is_tma(kEpi)) {
+      constexpr bool kGlu = kEpi == Epi::kTmaGlu, kF32 = kEpi != Epi::kTmaBf16;
       constexpr int kChunkCols = kF32 ? 16 : 32;  // 64 bytes per row
+      constexpr int kOutCols = kGlu ? kBN / 2 : kBN;
+      constexpr int kUp = kGluBlock / 8;  // accumulator groups from a gate column to its up
+      static_assert(!kGlu || kBN % (2 * kGluBlock) == 0);
       const int lr = lane / 4, lq = lane % 4, row0 = cw * 64 + warp * 16;
       const float sxh[2] = {sx_s[row0 + lr], sx_s[row0 + lr + 8]};
+      float rmax[2] = {0.0f, 0.0f};  // kGlu: |SiLU · up| maxima of this thread's two rows
 #pragma unroll
-      for (int ch = 0; ch < kBN / kChunkCols; ++ch, ++chunk_seq) {
+      for (int ch = 0; ch < kOutCols / kChunkCols; ++ch, ++chunk_seq) {
         uint8_t* buf = epi_buf + (chunk_seq & 1) * kEpiBufBytes;
         if (lane == 0) bulk_wait_read<1>();  // the store that last read this buffer is done
         __syncwarp();
@@ -216,14 +228,23 @@ __global__ void __launch_bounds__(kThreads, 1)
         if constexpr (kF32) {
 #pragma unroll
           for (int jj = 0; jj < 2; ++jj) {
-            const int j = 2 * ch + jj, lc = 8 * j + 2 * lq;
+            // Output group 2·ch + jj; with kGlu, its gate's accumulator group: output column o
+            // reads gate column (o / 64)·128 + o % 64.
+            const int j = kGlu ? (ch / 4) * 16 + 2 * (ch % 4) + jj : 2 * ch + jj;
+            const int lc = 8 * j + 2 * lq;
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
               const int r = 8 * h + lr, u = 2 * jj + lq / 2;
+              float2 v = make_float2(dqf(acc[4 * j + 2 * h], sxh[h], lc),
+                                     dqf(acc[4 * j + 2 * h + 1], sxh[h], lc + 1));
+              if constexpr (kGlu) {
+                const int ju = j + kUp, lu = lc + kGluBlock;
+                v.x = silu_mul(v.x, dqf(acc[4 * ju + 2 * h], sxh[h], lu));
+                v.y = silu_mul(v.y, dqf(acc[4 * ju + 2 * h + 1], sxh[h], lu + 1));
+                rmax[h] = fmaxf(rmax[h], fmaxf(fabsf(v.x), fabsf(v.y)));
+              }
               *reinterpret_cast<float2*>(buf + r * 64 + ((u ^ ((r >> 1) & 3)) << 4) +
-                                         (lq & 1) * 8) =
-                  make_float2(dqf(acc[4 * j + 2 * h], sxh[h], lc),
-                              dqf(acc[4 * j + 2 * h + 1], sxh[h], lc + 1));
+                                         (lq & 1) * 8) = v;
             }
           }
         } else {
@@ -247,8 +268,25 @@ __global__ void __launch_bounds__(kThreads, 1)
         fence_proxy_async_smem();
         __syncwarp();
         if (lane == 0) {
-          tma_store_2d(&map_y, buf, tn * kBN + ch * kChunkCols, tm * kBM + row0);
+          const int col = tn * kOutCols + ch * kChunkCols, row = tm * kBM + row0;
+          if (!kGlu && kF32 && ep.y2 && col >= ep.y2_col) {
+            tma_store_2d(&map_y2, buf, col - static_cast<int>(ep.y2_col), row);
+          } else {
+            tma_store_2d(&map_y, buf, col, row);
+          }
           bulk_commit();
+        }
+      }
+      if constexpr (kGlu) {
+        // The row maxima over the 4 lanes that share a row, then one atomic per row and warp
+        // (non-negative floats order as their bit patterns).
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          rmax[h] = fmaxf(rmax[h], __shfl_xor_sync(0xffffffffu, rmax[h], 1));
+          rmax[h] = fmaxf(rmax[h], __shfl_xor_sync(0xffffffffu, rmax[h], 2));
+          const int row = tm * kBM + row0 + 8 * h + lr;
+          if (lq == 0 && row < m)
+            atomicMax(reinterpret_cast<int*>(ep.row_absmax) + row, __float_as_int(rmax[h]));
         }
       }
     } else {
@@ -270,7 +308,12 @@ __global__ void __launch_bounds__(kThreads, 1)
             };
             if (ep.f32_out) {
               float* yf = reinterpret_cast<float*>(y);
-              if (col + 1 < n && (n % 2) == 0) {
+              if (ep.y2 && col >= ep.y2_col) {  // y2_col is even: the pair stays together
+                const int64_t w2 = n - ep.y2_col,
+                              o2 = static_cast<int64_t>(row) * w2 + col - ep.y2_col;
+                if (col < n) ep.y2[o2] = dqf(v0, sxr, lc);
+                if (col + 1 < n) ep.y2[o2 + 1] = dqf(v1, sxr, lc + 1);
+              } else if (col + 1 < n && (n % 2) == 0) {
                 *reinterpret_cast<float2*>(yf + off) =
                     make_float2(dqf(v0, sxr, lc), dqf(v1, sxr, lc + 1));
               } else {
@@ -297,7 +340,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
   // The staging buffers must outlive the TMA reads, and the outputs be written, before exit.
-  if constexpr (kEpi == Epi::kTmaBf16 || kEpi == Epi::kTmaF32) {
+  if constexpr (is_tma(kEpi)) {
     if (lane == 0) bulk_wait_all();
   }
 #else
@@ -364,9 +407,11 @@ void launch_tiles(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y,
                   const GemmS8Epilogue& ep, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
   constexpr int kSmem = smem_bytes<BN>();
   const CUtensorMap map_a = make_map(a, m, k, kBM), map_w = make_map(w, n, k, BN);
-  CUtensorMap map_y{};
-  if constexpr (kEpi == Epi::kTmaBf16 || kEpi == Epi::kTmaF32)
-    map_y = make_out_map(y, m, n, kEpi == Epi::kTmaF32);
+  CUtensorMap map_y{}, map_y2{};
+  if constexpr (is_tma(kEpi))
+    map_y = make_out_map(y, m, kEpi == Epi::kTmaGlu ? n / 2 : n, kEpi != Epi::kTmaBf16);
+  if constexpr (kEpi == Epi::kTmaF32)
+    if (ep.y2) map_y2 = make_out_map(ep.y2, m, n - ep.y2_col, true);
   static std::once_flag once;
   std::call_once(once, [] {
     SQ_CUDA_CHECK(cudaFuncSetAttribute(gemm_s8_sm90_kernel<BN, kEpi>,
@@ -375,7 +420,8 @@ void launch_tiles(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y,
   const int64_t tiles = ((m + kBM - 1) / kBM) * ((n + BN - 1) / BN);
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sm_count()));
   gemm_s8_sm90_kernel<BN, kEpi><<<grid, kThreads, kSmem, stream>>>(
-      map_a, map_w, map_y, c, y, ep, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k));
+      map_a, map_w, map_y, map_y2, c, y, ep, static_cast<int>(m), static_cast<int>(n),
+      static_cast<int>(k));
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -389,7 +435,9 @@ void launch_scaled(const int8_t* a, const int8_t* w, uint16_t* y, const GemmS8Ep
     return e != nullptr && std::string(e) == "direct";
   }();
   const int64_t row_bytes = n * (ep.f32_out ? 4 : 2);
-  if (direct || row_bytes % 16 != 0 || reinterpret_cast<uintptr_t>(y) % 16 != 0)
+  const bool y2_ok =
+      !ep.y2 || (reinterpret_cast<uintptr_t>(ep.y2) % 16 == 0 && ((n - ep.y2_col) * 4) % 16 == 0);
+  if (direct || row_bytes % 16 != 0 || reinterpret_cast<uintptr_t>(y) % 16 != 0 || !y2_ok)
     return launch_tiles<BN, Epi::kDirect>(a, w, nullptr, y, ep, m, n, k, stream);
   if (ep.f32_out) return launch_tiles<BN, Epi::kTmaF32>(a, w, nullptr, y, ep, m, n, k, stream);
   launch_tiles<BN, Epi::kTmaBf16>(a, w, nullptr, y, ep, m, n, k, stream);
@@ -415,6 +463,11 @@ void launch(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const Gem
                              " must be a multiple of 16");
   if (k <= 0) throw std::runtime_error("CUDA INT8 GEMM: K must be positive");
   if (m <= 0 || n <= 0) return;
+  if (ep.y2 &&
+      (!ep.f32_out || m <= kGemvMaxRows || ep.y2_col % 64 != 0 || ep.y2_col <= 0 || ep.y2_col >= n))
+    throw std::runtime_error(
+        "CUDA INT8 GEMM: a second output (y2) needs the fp32 epilogue, M > 16 and a split column "
+        "that is a positive multiple of 64 below N");
   if (m <= kGemvMaxRows) return gemv_s8(a, w, c, y, ep, m, n, k, stream);
   if (!gemm_s8_supported())
     throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90) for M > 16");
@@ -462,6 +515,33 @@ void gemm_s8_f32(const int8_t* a, const int8_t* w, const GemmS8Epilogue& ep, flo
   GemmS8Epilogue e = ep;
   e.f32_out = true;
   launch<true>(a, w, nullptr, reinterpret_cast<uint16_t*>(y), e, m, n, k, stream);
+}
+
+void gemm_s8_silu_f32(const int8_t* a, const int8_t* w, const GemmS8Epilogue& ep, float* y,
+                      int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+  const std::string shape = " (M = " + std::to_string(m) + ", N = " + std::to_string(n) + ")";
+  if (m <= kGemvMaxRows)
+    throw std::runtime_error("gemm_s8_silu_f32: decode-sized M runs the GEMV" + shape);
+  if (n % (2 * kGluBlock) != 0)
+    throw std::runtime_error("gemm_s8_silu_f32: N must be a multiple of 128" + shape);
+  if (reinterpret_cast<uintptr_t>(y) % 16 != 0)
+    throw std::runtime_error("gemm_s8_silu_f32: the output must be 16-byte aligned");
+  if (k % 16 != 0 || k <= 0)
+    throw std::runtime_error("CUDA INT8 GEMM: K = " + std::to_string(k) +
+                             " must be a positive multiple of 16");
+  if (!gemm_s8_supported())
+    throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90) for M > 16");
+  if (m > INT32_MAX / 2 || n > INT32_MAX / 2 || k > INT32_MAX / 2)
+    throw std::runtime_error("CUDA INT8 GEMM: dimensions beyond 2^30");
+  if (!ep.row_absmax || ep.y2)
+    throw std::runtime_error("gemm_s8_silu_f32: needs row_absmax and no second output");
+  SQ_CUDA_CHECK(cudaMemsetAsync(ep.row_absmax, 0, m * sizeof(float), stream));
+  GemmS8Epilogue e = ep;
+  e.f32_out = true;
+  uint16_t* yb = reinterpret_cast<uint16_t*>(y);
+  if (pick_tile(m, n) == GemmTileN::k128)
+    return launch_tiles<128, Epi::kTmaGlu>(a, w, nullptr, yb, e, m, n, k, stream);
+  launch_tiles<256, Epi::kTmaGlu>(a, w, nullptr, yb, e, m, n, k, stream);
 }
 
 }  // namespace sq::cuda

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "backend/cuda/block_reduce.cuh"
+#include "backend/cuda/gemm_s8_cuda.h"
 #include "backend/cuda/kernel_launch.cuh"
 #include "backend/cuda/norm_quant_cuda.h"
 #include "backend/cuda/pdl.cuh"
@@ -106,58 +107,61 @@ __global__ void __launch_bounds__(Threads)
   }
 }
 
-// Rows of any width without a norm: two passes over the row (abs-max, then quantize); the
-// second reads it from L1/L2.
-template <int Threads>
-__global__ void __launch_bounds__(Threads)
-    quantize_rows_kernel(const float* __restrict__ x, int d, int8_t* __restrict__ q,
-                         float* __restrict__ scales) {
-  pdl_trigger();  // the decode GEMV that reads our output may launch and stream weights
-  pdl_wait();     // launched with PDL too: the previous kernel wrote our input
-  __shared__ float red[Threads / 32];
-  const int64_t row = blockIdx.x;
-  const float* xr = x + row * d;
-  float amax = 0.0f;
-  for (int j = threadIdx.x; j < d; j += Threads) amax = fmaxf(amax, fabsf(xr[j]));
-  amax = block_max<Threads>(amax, red);
-  const float scale = scale_from_absmax(amax);
-  if (threadIdx.x == 0) scales[row] = scale;
-  for (int j = threadIdx.x; j < d; j += Threads) {
-    const float r = quant_level(xr[j], scale);
-    q[row * d + j] = static_cast<int8_t>(r);
-  }
-}
+// Where a quantized row's values come from: SiLU(gate) · up of a fused gate|up GEMM output,
+// [gate (ffn) | up (ffn)] or interleaved in blocks of kGluBlock (gemm_s8_cuda.h: the layout the
+// INT8 engine stores gate|up weights in), or a plain fp32 row (the activation as is).
+enum class RowSrc { kGateUp, kInterleaved, kPlain };
 
-// SiLU(gate) · up of a fused [gate | up] row, quantized per token. The products are staged in
-// shared memory between the abs-max and the quantize pass (kStage), or recomputed for rows too
-// wide for it; the fp32 product never goes to device memory. Same arithmetic as ops::silu_mul.
-// kVec4 (ffn % 4 == 0): 16-byte loads of gate and up, 4-byte stores of the int8 levels. With
+template <RowSrc S>
+struct Row {
+  const float* p;                                                     // the row's start
+  int ffn;                                                            // output width
+  static constexpr int64_t kStrideMul = S == RowSrc::kPlain ? 1 : 2;  // input floats per output
+  __device__ Row(const float* base, int64_t row, int width)
+      : p(base + row * kStrideMul * width), ffn(width) {}
+  // Offsets of output j's gate (or plain value) and up, in floats.
+  __device__ __forceinline__ int gate(int j) const {
+    return S == RowSrc::kInterleaved ? ((j / kGluBlock) * 2 * kGluBlock) + j % kGluBlock : j;
+  }
+  __device__ __forceinline__ int up(int j) const {
+    return S == RowSrc::kInterleaved ? gate(j) + kGluBlock : j + ffn;
+  }
+  __device__ __forceinline__ float at(int j) const {
+    if constexpr (S == RowSrc::kPlain) return p[j];
+    return silu_mul(p[gate(j)], p[up(j)]);
+  }
+  // Outputs 4·j4 .. 4·j4 + 3 (ffn % 4 == 0 and, interleaved, kGluBlock % 4 == 0).
+  __device__ __forceinline__ float4 at4(int j4) const {
+    const float4* p4 = reinterpret_cast<const float4*>(p);
+    if constexpr (S == RowSrc::kPlain) return p4[j4];
+    const float4 gv = p4[gate(4 * j4) / 4], uv = p4[up(4 * j4) / 4];
+    return make_float4(silu_mul(gv.x, uv.x), silu_mul(gv.y, uv.y), silu_mul(gv.z, uv.z),
+                       silu_mul(gv.w, uv.w));
+  }
+};
+
+// Rows quantized per token, one block each: SiLU(gate) · up of a fused gate|up row, or a plain
+// row. The values are staged in shared memory between the abs-max and the quantize pass (kStage),
+// or recomputed for rows too wide for it; SiLU · up never goes to device memory. Same arithmetic
+// as ops::silu_mul. kVec4 (ffn % 4 == 0): 16-byte loads, 4-byte stores of the int8 levels. With
 // scalar loads and byte stores the 2048-row prefill call ran at ~1.5 TB/s (130 µs per Llama-2-7B
 // layer on the H200).
-template <int Threads, bool kStage, bool kVec4>
+template <int Threads, bool kStage, bool kVec4, RowSrc S>
 __global__ void __launch_bounds__(Threads)
-    silu_mul_quant_kernel(const float* __restrict__ gu, int ffn, int8_t* __restrict__ q,
-                          float* __restrict__ scales) {
+    quant_rows_kernel(const float* __restrict__ src, int ffn, int8_t* __restrict__ q,
+                      float* __restrict__ scales) {
   pdl_trigger();  // the decode GEMV that reads our output may launch and stream weights
   pdl_wait();     // launched with PDL too: the previous kernel wrote our input
   extern __shared__ float4 ys4[];  // float4: 16-byte aligned for the vector path
   float* ys = reinterpret_cast<float*>(ys4);
   __shared__ float red[Threads / 32];
   const int64_t row = blockIdx.x;
-  const float* g = gu + row * 2 * ffn;
-  const float* u = g + ffn;
+  const Row<S> in(src, row, ffn);
   float amax = 0.0f;
   if constexpr (kVec4) {
-    const float4* g4 = reinterpret_cast<const float4*>(g);
-    const float4* u4 = reinterpret_cast<const float4*>(u);
-    auto y4 = [&](int j) {
-      const float4 gv = g4[j], uv = u4[j];
-      return make_float4(silu_mul(gv.x, uv.x), silu_mul(gv.y, uv.y), silu_mul(gv.z, uv.z),
-                         silu_mul(gv.w, uv.w));
-    };
 #pragma unroll 2
     for (int j = threadIdx.x; j < ffn / 4; j += Threads) {
-      const float4 v = y4(j);
+      const float4 v = in.at4(j);
       if constexpr (kStage) ys4[j] = v;
       amax = fmaxf(fmaxf(amax, fmaxf(fabsf(v.x), fabsf(v.y))), fmaxf(fabsf(v.z), fabsf(v.w)));
     }
@@ -166,41 +170,68 @@ __global__ void __launch_bounds__(Threads)
     if (threadIdx.x == 0) scales[row] = scale;
     char4* q4 = reinterpret_cast<char4*>(q + row * ffn);
     for (int j = threadIdx.x; j < ffn / 4; j += Threads) {
-      const float4 v = kStage ? ys4[j] : y4(j);
+      const float4 v = kStage ? ys4[j] : in.at4(j);
       q4[j] = make_char4(static_cast<signed char>(quant_level(v.x, scale)),
                          static_cast<signed char>(quant_level(v.y, scale)),
                          static_cast<signed char>(quant_level(v.z, scale)),
                          static_cast<signed char>(quant_level(v.w, scale)));
     }
-    return;
-  }
-  auto y = [&](int j) { return silu_mul(g[j], u[j]); };
-  // Unrolled so that several rows' loads are in flight per thread: at decode one block walks
-  // the whole row, and one load at a time left it latency-bound (11 µs for 11008 on the H200).
+  } else {
+    // Unrolled so that several rows' loads are in flight per thread: at decode one block walks
+    // the whole row, and one load at a time left it latency-bound (11 µs for 11008 on the H200).
 #pragma unroll 4
-  for (int j = threadIdx.x; j < ffn; j += Threads) {
-    const float v = y(j);
-    if constexpr (kStage) ys[j] = v;
-    amax = fmaxf(amax, fabsf(v));
+    for (int j = threadIdx.x; j < ffn; j += Threads) {
+      const float v = in.at(j);
+      if constexpr (kStage) ys[j] = v;
+      amax = fmaxf(amax, fabsf(v));
+    }
+    amax = block_max<Threads>(amax, red);  // its barriers also publish ys
+    const float scale = scale_from_absmax(amax);
+    if (threadIdx.x == 0) scales[row] = scale;
+    for (int j = threadIdx.x; j < ffn; j += Threads) {
+      const float v = kStage ? ys[j] : in.at(j);
+      const float r = quant_level(v, scale);
+      q[row * ffn + j] = static_cast<int8_t>(r);
+    }
   }
-  amax = block_max<Threads>(amax, red);  // its barriers also publish ys
-  const float scale = scale_from_absmax(amax);
-  if (threadIdx.x == 0) scales[row] = scale;
-  for (int j = threadIdx.x; j < ffn; j += Threads) {
-    const float v = kStage ? ys[j] : y(j);
-    const float r = quant_level(v, scale);
-    q[row * ffn + j] = static_cast<int8_t>(r);
+}
+
+// Rows whose abs-max is already known (row_absmax, e.g. from the GEMM epilogue that wrote them):
+// a pure stream, blocks along x over a row's columns, along y over rows. kVec4: d % 4 == 0 and
+// 16-byte aligned x (4-byte aligned q).
+template <bool kVec4>
+__global__ void __launch_bounds__(kThreads)
+    quantize_known_absmax_kernel(const float* __restrict__ x, const float* __restrict__ row_absmax,
+                                 int64_t m, int d, int8_t* __restrict__ q,
+                                 float* __restrict__ scales) {
+  pdl_trigger();
+  pdl_wait();
+  const int j = blockIdx.x * kThreads + threadIdx.x;
+  for (int64_t row = blockIdx.y; row < m; row += gridDim.y) {
+    const float scale = scale_from_absmax(row_absmax[row]);
+    if (blockIdx.x == 0 && threadIdx.x == 0) scales[row] = scale;
+    auto level = [&](float v) { return static_cast<signed char>(quant_level(v, scale)); };
+    if constexpr (kVec4) {
+      if (j < d / 4) {
+        const float4 v = reinterpret_cast<const float4*>(x + row * d)[j];
+        reinterpret_cast<char4*>(q + row * d)[j] =
+            make_char4(level(v.x), level(v.y), level(v.z), level(v.w));
+      }
+    } else if (j < d) {
+      q[row * d + j] = level(x[row * d + j]);
+    }
   }
 }
 
 // Decode rows on Hopper: a cluster of kClusterCtas CTAs per row, each over a contiguous slice held
 // in registers, the slices' abs-maxima exchanged through distributed shared memory. One block
 // walking an 11008-wide row took 9 µs on the H200, mostly load latency; abs-max is
-// order-independent, so the result is bit-identical to silu_mul_quant_kernel's.
+// order-independent, so the result is bit-identical to quant_rows_kernel's.
 constexpr int kClusterCtas = 8, kClusterThreads = 256, kClusterPer = 16;
 constexpr int kClusterMaxFfn = kClusterCtas * kClusterThreads * kClusterPer;
 constexpr int kClusterMaxRows = 4;
 
+template <RowSrc S>
 __global__ void __launch_bounds__(kClusterThreads)
     silu_mul_quant_cluster_kernel(const float* __restrict__ gu, int ffn, int8_t* __restrict__ q,
                                   float* __restrict__ scales) {
@@ -215,15 +246,14 @@ __global__ void __launch_bounds__(kClusterThreads)
   const int64_t row = blockIdx.y;
   const int slice = (ffn + kClusterCtas - 1) / kClusterCtas;
   const int j0 = rank * slice, j1 = min(ffn, j0 + slice);
-  const float* g = gu + row * 2 * ffn;
-  const float* u = g + ffn;
+  const Row<S> in(gu, row, ffn);
   float v[kClusterPer];
   float amax = 0.0f;
 #pragma unroll
   for (int i = 0; i < kClusterPer; ++i) {
     const int j = j0 + threadIdx.x + i * kClusterThreads;
     float y = 0.0f;
-    if (j < j1) y = silu_mul(g[j], u[j]);
+    if (j < j1) y = in.at(j);
     v[i] = y;
     amax = fmaxf(amax, fabsf(y));
   }
@@ -249,6 +279,7 @@ __global__ void __launch_bounds__(kClusterThreads)
 
 bool cluster_launch_supported() { return code_arch() >= 90; }  // pdl.cuh
 
+template <RowSrc S>
 void launch_silu_cluster(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
                          cudaStream_t stream) {
   cudaLaunchConfig_t cfg{};
@@ -264,8 +295,8 @@ void launch_silu_cluster(const float* gu, int64_t m, int64_t ffn, int8_t* q, flo
   attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl_supported() ? 2 : 1;
-  SQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, silu_mul_quant_cluster_kernel, gu, static_cast<int>(ffn),
-                                   q, scales));
+  SQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, silu_mul_quant_cluster_kernel<S>, gu,
+                                   static_cast<int>(ffn), q, scales));
 }
 
 // Rows up to this many bytes are staged in shared memory: 200 KB, or the device's opt-in limit.
@@ -273,35 +304,41 @@ int max_stage_bytes() {
   return std::min(200 * 1024, max_dynamic_smem() - 1024);  // room for its static shared memory
 }
 
-template <int Threads, bool kVec4>
-void launch_silu(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
+template <int Threads, bool kVec4, RowSrc S>
+void launch_rows(const float* src, int64_t m, int64_t ffn, int8_t* q, float* scales,
                  cudaStream_t stream) {
   const size_t bytes = static_cast<size_t>(ffn) * sizeof(float);
   if (bytes > static_cast<size_t>(max_stage_bytes())) {
-    launch_pdl(silu_mul_quant_kernel<Threads, false, kVec4>, dim3(static_cast<unsigned>(m)),
-               dim3(Threads), stream, gu, static_cast<int>(ffn), q, scales);
+    launch_pdl(quant_rows_kernel<Threads, false, kVec4, S>, dim3(static_cast<unsigned>(m)),
+               dim3(Threads), stream, src, static_cast<int>(ffn), q, scales);
   } else {
     static const bool attr_set = [] {
-      SQ_CUDA_CHECK(cudaFuncSetAttribute(silu_mul_quant_kernel<Threads, true, kVec4>,
+      SQ_CUDA_CHECK(cudaFuncSetAttribute(quant_rows_kernel<Threads, true, kVec4, S>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          max_stage_bytes()));
       return true;
     }();
     (void)attr_set;
-    launch_pdl_smem(silu_mul_quant_kernel<Threads, true, kVec4>, dim3(static_cast<unsigned>(m)),
-                    dim3(Threads), bytes, stream, gu, static_cast<int>(ffn), q, scales);
+    launch_pdl_smem(quant_rows_kernel<Threads, true, kVec4, S>, dim3(static_cast<unsigned>(m)),
+                    dim3(Threads), bytes, stream, src, static_cast<int>(ffn), q, scales);
   }
   SQ_CUDA_CHECK(cudaGetLastError());
 }
 
-template <int Threads>
-void launch_silu(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
+// One block per row; 1024-thread blocks for decode-sized m. 16-byte rows for the vector path:
+// src rows are (1 or 2)·ffn floats (up starts ffn floats or kGluBlock floats in), q rows ffn bytes.
+template <RowSrc S>
+void launch_rows(const float* src, int64_t m, int64_t ffn, int8_t* q, float* scales,
                  cudaStream_t stream) {
-  // 16-byte rows: gu rows are 2·ffn floats and up starts ffn floats in, q rows ffn bytes.
-  const bool vec4 = ffn % 4 == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0 &&
+  const bool vec4 = ffn % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
                     reinterpret_cast<uintptr_t>(q) % 4 == 0;
-  if (vec4) return launch_silu<Threads, true>(gu, m, ffn, q, scales, stream);
-  launch_silu<Threads, false>(gu, m, ffn, q, scales, stream);
+  auto go = [&](auto threads) {
+    constexpr int kT = decltype(threads)::value;
+    if (vec4) return launch_rows<kT, true, S>(src, m, ffn, q, scales, stream);
+    launch_rows<kT, false, S>(src, m, ffn, q, scales, stream);
+  };
+  if (m <= kWideMaxRows) return go(std::integral_constant<int, kWideThreads>{});
+  go(std::integral_constant<int, kThreads>{});
 }
 
 template <typename T, bool kNorm>
@@ -345,25 +382,43 @@ void add_rms_norm_quant_s8(float* x, const float* res, const float* w, float eps
 }
 
 void silu_mul_quant_s8(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
-                       cudaStream_t stream) {
+                       cudaStream_t stream, bool interleaved) {
   if (ffn <= 0) throw std::runtime_error("silu_mul_quant_s8: empty rows");
+  if (interleaved && ffn % kGluBlock != 0)
+    throw std::runtime_error("silu_mul_quant_s8: interleaved gate|up rows need ffn % " +
+                             std::to_string(kGluBlock) + " == 0, got " + std::to_string(ffn));
   if (m <= 0) return;
-  if (m <= kClusterMaxRows && ffn <= kClusterMaxFfn && cluster_launch_supported())
-    return launch_silu_cluster(gu, m, ffn, q, scales, stream);
-  if (m <= kWideMaxRows) return launch_silu<kWideThreads>(gu, m, ffn, q, scales, stream);
-  launch_silu<kThreads>(gu, m, ffn, q, scales, stream);
+  if (m <= kClusterMaxRows && ffn <= kClusterMaxFfn && cluster_launch_supported()) {
+    if (interleaved)
+      return launch_silu_cluster<RowSrc::kInterleaved>(gu, m, ffn, q, scales, stream);
+    return launch_silu_cluster<RowSrc::kGateUp>(gu, m, ffn, q, scales, stream);
+  }
+  if (interleaved) return launch_rows<RowSrc::kInterleaved>(gu, m, ffn, q, scales, stream);
+  launch_rows<RowSrc::kGateUp>(gu, m, ffn, q, scales, stream);
 }
 
 void quantize_per_token_s8(const float* x, int64_t m, int64_t d, int8_t* q, float* scales,
                            cudaStream_t stream) {
   if (d <= 0) throw std::runtime_error("quantize_per_token_s8: empty rows");
   if (m <= 0) return;
-  if (m <= kWideMaxRows) {
-    launch_pdl(quantize_rows_kernel<kWideThreads>, dim3(static_cast<unsigned>(m)),
-               dim3(kWideThreads), stream, x, static_cast<int>(d), q, scales);
+  launch_rows<RowSrc::kPlain>(x, m, d, q, scales, stream);
+}
+
+void quantize_rows_s8(const float* x, const float* row_absmax, int64_t m, int64_t d, int8_t* q,
+                      float* scales, cudaStream_t stream) {
+  if (d <= 0 || d > INT32_MAX / 2) throw std::runtime_error("quantize_rows_s8: bad row width");
+  if (m <= 0) return;
+  const bool vec4 = d % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                    reinterpret_cast<uintptr_t>(q) % 4 == 0;
+  const int64_t per_row = vec4 ? d / 4 : d;
+  const dim3 grid(static_cast<unsigned>((per_row + kThreads - 1) / kThreads),
+                  static_cast<unsigned>(std::min<int64_t>(m, 65535)));
+  if (vec4) {
+    launch_pdl(quantize_known_absmax_kernel<true>, grid, dim3(kThreads), stream, x, row_absmax, m,
+               static_cast<int>(d), q, scales);
   } else {
-    launch_pdl(quantize_rows_kernel<kThreads>, dim3(static_cast<unsigned>(m)), dim3(kThreads),
-               stream, x, static_cast<int>(d), q, scales);
+    launch_pdl(quantize_known_absmax_kernel<false>, grid, dim3(kThreads), stream, x, row_absmax, m,
+               static_cast<int>(d), q, scales);
   }
   SQ_CUDA_CHECK(cudaGetLastError());
 }

@@ -17,12 +17,17 @@ void rms_norm_quant_s8(const float* x, const float* w, float eps, int64_t m, int
 // x += res (written back), then as rms_norm_quant_s8: the residual add fused with the next norm.
 void add_rms_norm_quant_s8(float* x, const float* res, const float* w, float eps, int64_t m,
                            int64_t d, int8_t* q, float* scales, cudaStream_t stream);
-// silu(gate) · up of rows [gate (ffn) | up (ffn)], quantized per token into q [m, ffn].
+// silu(gate) · up of rows [gate (ffn) | up (ffn)], quantized per token into q [m, ffn];
+// interleaved: rows in gemm_s8_cuda.h's kGluBlock layout (gate block, then its up block), which
+// needs ffn % kGluBlock == 0.
 void silu_mul_quant_s8(const float* gu, int64_t m, int64_t ffn, int8_t* q, float* scales,
-                       cudaStream_t stream);
+                       cudaStream_t stream, bool interleaved = false);
 // Per-token quantization alone (inputs that no norm precedes: o_proj, down_proj), same rules.
 void quantize_per_token_s8(const float* x, int64_t m, int64_t d, int8_t* q, float* scales,
                            cudaStream_t stream);
+// Per-token quantization of rows whose max |x| is known (row_absmax [m]), same rules: one pass.
+void quantize_rows_s8(const float* x, const float* row_absmax, int64_t m, int64_t d, int8_t* q,
+                      float* scales, cudaStream_t stream);
 void rms_norm_quant_s8(const uint16_t* x_bf16, const float* w, float eps, int64_t m, int64_t d,
                        int8_t* q, float* scales, cudaStream_t stream);
 
