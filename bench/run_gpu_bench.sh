@@ -12,7 +12,7 @@ mkdir -p build-gpu "$OUT"
 nvcc -std=c++17 -O3 -Isrc -gencode=arch=compute_90a,code=sm_90a -Xptxas -v \
   bench/gpu/bench_gemm_cuda.cu src/backend/cuda/gemm_s8_sm90.cu src/backend/cuda/gemv_s8.cu \
   -lcublasLt \
-  -o build-gpu/bench_gemm_cuda 2>&1 | grep -E "registers|spill" | sort -u
+  -o build-gpu/bench_gemm_cuda 2>&1 | grep -E "registers|spill|C7515" | sort -u
 cuobjdump --dump-sass build-gpu/bench_gemm_cuda |
   grep -oE "(IGMMA|IMMA|UTMALDG|UTMASTG|STSM|SYNCS)[.A-Z0-9_]*" | sort | uniq -c >"$OUT/gpu_gemm_sass.txt" || true
 echo "SASS instruction counts:"; cat "$OUT/gpu_gemm_sass.txt"
