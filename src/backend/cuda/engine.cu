@@ -288,10 +288,11 @@ class CudaEngine : public DeviceEngine {
     k8_ = v8_ = nullptr;
   }
 
+  // Every device buffer goes straight into its place in layers_ (or a member), so that release()
+  // frees what a throw part-way leaves behind: the constructor's catch calls it.
   void load_weights() {
     uint32_t seed = 1;
-    auto linear = [&](const DeviceLinearSpec& l) {
-      DevLinear d;
+    auto linear = [&](const DeviceLinearSpec& l, DevLinear& d) {
       d.in = l.in;
       d.out = l.out;
       const int64_t n = l.in * l.out;
@@ -328,20 +329,18 @@ class CudaEngine : public DeviceEngine {
       }
       if (l.bias && !s_.random) d.bias = upload(l.bias, l.out);
       weight_bytes_ += int8() ? n + l.out * 4 : (f32() ? 4 : 2) * n;
-      return d;
     };
-    auto fused = [&](const std::vector<DeviceLinearSpec>& parts, bool qkv) {
+    auto fused = [&](const std::vector<DeviceLinearSpec>& parts, bool qkv, DevLinear& d) {
       std::vector<float> weight, scales, bias;
       std::vector<int8_t> w_s8;
       const DeviceLinearSpec c = concat(parts, weight, w_s8, scales, bias);
       if (!qkv && glu()) interleave_gate_up(s_.ffn, c.in, weight, w_s8, scales, bias);
-      DevLinear d = linear(c);
+      linear(c, d);
       for (const auto& p : parts) {
         if (qkv && int8_kv() && s_.act == DeviceActQuant::kPerTensorStatic && !(p.out_scale > 0))
           throw std::runtime_error("--quant-bmm with static activations needs output scales");
         d.out_scales.push_back(p.out_scale);
       }
-      return d;
     };
     auto vec = [&](const float* p, int64_t n, float offset) {
       if (!s_.random) return upload(p, n);
@@ -359,26 +358,30 @@ class CudaEngine : public DeviceEngine {
     };
     const int64_t qd = s_.heads * s_.head_dim, kvd = s_.kv_heads * s_.head_dim;
     const int64_t mlp_width = (s_.gated_mlp ? 2 : 1) * s_.ffn;
+    layers_.reserve(static_cast<size_t>(s_.layers));
     for (int64_t l = 0; l < s_.layers; ++l) {
       const DeviceLayerSpec& ls = s_.random ? DeviceLayerSpec{} : s_.layer[l];
-      DevLayer d;
+      DevLayer& d = layers_.emplace_back();
       d.attn_norm = vec(ls.attn_norm, s_.hidden, 1.0f);
       d.mlp_norm = vec(ls.mlp_norm, s_.hidden, 1.0f);
       d.attn_norm_b = norm_bias(ls.attn_norm_bias);
       d.mlp_norm_b = norm_bias(ls.mlp_norm_bias);
       if (s_.random) {
-        d.qkv = linear({s_.hidden, qd + 2 * kvd});
+        linear({s_.hidden, qd + 2 * kvd}, d.qkv);
         d.qkv.out_scales = {0.05f, 0.05f, 0.05f};
-        d.o = linear({qd, s_.hidden});
-        d.gate_up = linear({s_.hidden, mlp_width});
-        d.down = linear({s_.ffn, s_.hidden});
+        linear({qd, s_.hidden}, d.o);
+        linear({s_.hidden, mlp_width}, d.gate_up);
+        linear({s_.ffn, s_.hidden}, d.down);
       } else {
-        d.qkv = fused({ls.q, ls.k, ls.v}, true);
-        d.o = linear(ls.o);
-        d.gate_up = s_.gated_mlp ? fused({ls.gate, ls.up}, false) : linear(ls.up);
-        d.down = linear(ls.down);
+        fused({ls.q, ls.k, ls.v}, true, d.qkv);
+        linear(ls.o, d.o);
+        if (s_.gated_mlp) {
+          fused({ls.gate, ls.up}, false, d.gate_up);
+        } else {
+          linear(ls.up, d.gate_up);
+        }
+        linear(ls.down, d.down);
       }
-      layers_.push_back(std::move(d));
     }
     embed_ = vec(s_.embed, s_.vocab * s_.hidden, 0.0f);
     final_norm_ = vec(s_.final_norm, s_.hidden, 1.0f);
@@ -632,7 +635,7 @@ class CudaEngine : public DeviceEngine {
     q_ = device_alloc<float>(m * qd);
     qkv_ = device_alloc<float>(m * (qd + 2 * kvd));
     attn_ = device_alloc<float>(m * qd);
-    gu_ = device_alloc<float>(m * 2 * s_.ffn);
+    gu_ = device_alloc<float>(m * (s_.gated_mlp ? 2 : 1) * s_.ffn);
     if (!int8() || !per_token() || s_.f32_lm_head || s_.layer_norm || !s_.gated_mlp)
       xf_ = device_alloc<float>(m * std::max(wide, d));
     if (s_.precision == DevicePrecision::kBf16 || !f32())
