@@ -455,33 +455,15 @@ class CudaEngine : public DeviceEngine {
       record(xf_, 4);
       // Per-token INT8 with the interleaved gate|up weight: SiLU · up in the GEMM's epilogue,
       // [m, ffn] into gu_ (the tiled kernel; decode-sized m takes the GEMV and the SiLU kernel).
-      const bool glu_gemm = glu() && m > kGemvMaxRows;
-      if (glu_gemm) {
+      if (glu() && m > kGemvMaxRows) {
         GemmS8Epilogue ep{xs_, true, L.gate_up.w_scales, true, L.gate_up.bias};
         ep.row_absmax = amax_;
         gemm_s8_silu_f32(xq_, L.gate_up.w_s8, ep, gu_, m, L.gate_up.out, L.gate_up.in, st);
+        quantize_rows_s8(gu_, amax_, m, s_.ffn, xq_, xs_, st);
       } else {
         linear(L.gate_up, xf_, m, gu_, st);
         record(gu_, 5);
-      }
-      if (glu_gemm) {
-        quantize_rows_s8(gu_, amax_, m, s_.ffn, xq_, xs_, st);
-      } else if (!s_.gated_mlp) {  // fc1 → ReLU → fc2
-        if (int8() || f32()) {
-          ops::relu(gu_, m * s_.ffn, xf_, nullptr, st);
-          record(xf_, 6);
-          if (int8()) plain_input(xf_, m, s_.ffn, L.down, st);
-        } else {
-          ops::relu(gu_, m * s_.ffn, nullptr, xb_, st);
-        }
-      } else if (int8() && per_token()) {
-        silu_mul_quant_s8(gu_, m, s_.ffn, xq_, xs_, st, glu());
-      } else if (int8() || f32()) {
-        ops::silu_mul(gu_, m, s_.ffn, xf_, nullptr, st);
-        record(xf_, 6);
-        if (int8()) plain_input(xf_, m, s_.ffn, L.down, st);
-      } else {
-        ops::silu_mul(gu_, m, s_.ffn, nullptr, xb_, st);
+        mlp_activation(m, L.down, record, st);
       }
       linear(L.down, xf_, m, o_, st);
       record(o_, 7);
@@ -514,6 +496,29 @@ class CudaEngine : public DeviceEngine {
     }
     SQ_CUDA_CHECK(cudaMemcpyAsync(h_logits_, logits_, rows * s_.vocab * sizeof(float),
                                   cudaMemcpyDeviceToHost, st));
+  }
+
+  // The down_proj input from the gate|up (or fc1) output in gu_: ReLU or SiLU · up into xf_
+  // (recorded as statistic 6), xb_ or xq_/xs_. `record(y, slot)` is the forward's statistics hook.
+  template <typename Record>
+  void mlp_activation(int64_t m, const DevLinear& down, const Record& record, cudaStream_t st) {
+    if (!s_.gated_mlp) {  // fc1 → ReLU → fc2
+      if (int8() || f32()) {
+        ops::relu(gu_, m * s_.ffn, xf_, nullptr, st);
+        record(xf_, 6);
+        if (int8()) plain_input(xf_, m, s_.ffn, down, st);
+      } else {
+        ops::relu(gu_, m * s_.ffn, nullptr, xb_, st);
+      }
+    } else if (int8() && per_token()) {
+      silu_mul_quant_s8(gu_, m, s_.ffn, xq_, xs_, st, glu());
+    } else if (int8() || f32()) {
+      ops::silu_mul(gu_, m, s_.ffn, xf_, nullptr, st);
+      record(xf_, 6);
+      if (int8()) plain_input(xf_, m, s_.ffn, down, st);
+    } else {
+      ops::silu_mul(gu_, m, s_.ffn, nullptr, xb_, st);
+    }
   }
 
   // The input of a Linear group that a norm opens (res: the residual add fused before it):

@@ -13,6 +13,7 @@
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/engine_ops.cuh"
+#include "backend/cuda/kernel_launch.cuh"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/quant_math.cuh"
 
@@ -22,7 +23,6 @@ namespace {
 constexpr int kThreads = 256;
 
 // Null counts as aligned: the vector paths skip null outputs and inputs.
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8));

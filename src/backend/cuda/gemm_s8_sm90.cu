@@ -20,6 +20,7 @@
 #include <string>
 
 #include "backend/cuda/gemm_s8_cuda.h"
+#include "backend/cuda/kernel_launch.cuh"
 #include "backend/cuda/quant_math.cuh"
 #include "backend/cuda/sm90_ptx.cuh"
 
@@ -435,9 +436,8 @@ void launch_scaled(const int8_t* a, const int8_t* w, uint16_t* y, const GemmS8Ep
     return e != nullptr && std::string(e) == "direct";
   }();
   const int64_t row_bytes = n * (ep.f32_out ? 4 : 2);
-  const bool y2_ok =
-      !ep.y2 || (reinterpret_cast<uintptr_t>(ep.y2) % 16 == 0 && ((n - ep.y2_col) * 4) % 16 == 0);
-  if (direct || row_bytes % 16 != 0 || reinterpret_cast<uintptr_t>(y) % 16 != 0 || !y2_ok)
+  const bool y2_ok = !ep.y2 || (aligned(ep.y2, 16) && ((n - ep.y2_col) * 4) % 16 == 0);
+  if (direct || row_bytes % 16 != 0 || !aligned(y, 16) || !y2_ok)
     return launch_tiles<BN, Epi::kDirect>(a, w, nullptr, y, ep, m, n, k, stream);
   if (ep.f32_out) return launch_tiles<BN, Epi::kTmaF32>(a, w, nullptr, y, ep, m, n, k, stream);
   launch_tiles<BN, Epi::kTmaBf16>(a, w, nullptr, y, ep, m, n, k, stream);
@@ -455,13 +455,24 @@ GemmTileN pick_tile(int64_t m, int64_t n) {
   return narrow < wide ? GemmTileN::k128 : GemmTileN::k256;
 }
 
+void check_k(int64_t k) {
+  if (k <= 0 || k % 16 != 0)
+    throw std::runtime_error("CUDA INT8 GEMM: K = " + std::to_string(k) +
+                             " must be a positive multiple of 16");
+}
+
+// What the tiled (M > kGemvMaxRows) kernel needs of the device and the shape.
+void check_tiled(int64_t m, int64_t n, int64_t k) {
+  if (!gemm_s8_supported())
+    throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90) for M > 16");
+  if (m > INT32_MAX / 2 || n > INT32_MAX / 2 || k > INT32_MAX / 2)
+    throw std::runtime_error("CUDA INT8 GEMM: dimensions beyond 2^30");
+}
+
 template <bool kBf16Out>
 void launch(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const GemmS8Epilogue& ep,
             int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  if (k % 16 != 0)
-    throw std::runtime_error("CUDA INT8 GEMM: K = " + std::to_string(k) +
-                             " must be a multiple of 16");
-  if (k <= 0) throw std::runtime_error("CUDA INT8 GEMM: K must be positive");
+  check_k(k);
   if (m <= 0 || n <= 0) return;
   if (ep.y2 &&
       (!ep.f32_out || m <= kGemvMaxRows || ep.y2_col % 64 != 0 || ep.y2_col <= 0 || ep.y2_col >= n))
@@ -469,10 +480,7 @@ void launch(const int8_t* a, const int8_t* w, int32_t* c, uint16_t* y, const Gem
         "CUDA INT8 GEMM: a second output (y2) needs the fp32 epilogue, M > 16 and a split column "
         "that is a positive multiple of 64 below N");
   if (m <= kGemvMaxRows) return gemv_s8(a, w, c, y, ep, m, n, k, stream);
-  if (!gemm_s8_supported())
-    throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90) for M > 16");
-  if (m > INT32_MAX / 2 || n > INT32_MAX / 2 || k > INT32_MAX / 2)
-    throw std::runtime_error("CUDA INT8 GEMM: dimensions beyond 2^30");
+  check_tiled(m, n, k);
   const bool narrow = pick_tile(m, n) == GemmTileN::k128;
   if constexpr (kBf16Out) {
     if (narrow) return launch_scaled<128>(a, w, y, ep, m, n, k, stream);
@@ -524,15 +532,10 @@ void gemm_s8_silu_f32(const int8_t* a, const int8_t* w, const GemmS8Epilogue& ep
     throw std::runtime_error("gemm_s8_silu_f32: decode-sized M runs the GEMV" + shape);
   if (n % (2 * kGluBlock) != 0)
     throw std::runtime_error("gemm_s8_silu_f32: N must be a multiple of 128" + shape);
-  if (reinterpret_cast<uintptr_t>(y) % 16 != 0)
+  if (!aligned(y, 16))
     throw std::runtime_error("gemm_s8_silu_f32: the output must be 16-byte aligned");
-  if (k % 16 != 0 || k <= 0)
-    throw std::runtime_error("CUDA INT8 GEMM: K = " + std::to_string(k) +
-                             " must be a positive multiple of 16");
-  if (!gemm_s8_supported())
-    throw std::runtime_error("the CUDA INT8 GEMM needs a Hopper GPU (sm_90) for M > 16");
-  if (m > INT32_MAX / 2 || n > INT32_MAX / 2 || k > INT32_MAX / 2)
-    throw std::runtime_error("CUDA INT8 GEMM: dimensions beyond 2^30");
+  check_k(k);
+  check_tiled(m, n, k);
   if (!ep.row_absmax || ep.y2)
     throw std::runtime_error("gemm_s8_silu_f32: needs row_absmax and no second output");
   SQ_CUDA_CHECK(cudaMemsetAsync(ep.row_absmax, 0, m * sizeof(float), stream));

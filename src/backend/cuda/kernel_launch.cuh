@@ -1,7 +1,7 @@
-// Launch helpers shared by the attention kernels: dispatch of a runtime head dim onto the
-// compile-time instantiations that exist, the device's shared-memory limit, and a launch that
-// raises a kernel's dynamic shared memory limit once (the attribute is per kernel, so it is keyed
-// on the kernel itself).
+// Launch helpers shared by the CUDA kernels: pointer alignment for the vector paths, dispatch of a
+// runtime head dim onto the compile-time instantiations that exist, the device's shared-memory
+// limit, and a launch that raises a kernel's dynamic shared memory limit once (the attribute is per
+// kernel, so it is keyed on the kernel itself).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,6 +12,11 @@
 #include "backend/cuda/cuda_check.h"
 
 namespace sq::cuda {
+
+// Whether p is a multiple of `bytes` (vector loads and stores, TMA rows).
+inline bool aligned(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
 
 // f(std::integral_constant<int, D>{}) for the D in kDims equal to head_dim; false if none is.
 template <int... kDims, typename F>

@@ -120,11 +120,12 @@ struct Row {
   __device__ Row(const float* base, int64_t row, int width)
       : p(base + row * kStrideMul * width), ffn(width) {}
   // Offsets of output j's gate (or plain value) and up, in floats.
+  static constexpr int kBlock = static_cast<int>(kGluBlock);
   __device__ __forceinline__ int gate(int j) const {
-    return S == RowSrc::kInterleaved ? ((j / kGluBlock) * 2 * kGluBlock) + j % kGluBlock : j;
+    return S == RowSrc::kInterleaved ? (j / kBlock) * 2 * kBlock + j % kBlock : j;
   }
   __device__ __forceinline__ int up(int j) const {
-    return S == RowSrc::kInterleaved ? gate(j) + kGluBlock : j + ffn;
+    return S == RowSrc::kInterleaved ? gate(j) + kBlock : j + ffn;
   }
   __device__ __forceinline__ float at(int j) const {
     if constexpr (S == RowSrc::kPlain) return p[j];
@@ -330,8 +331,7 @@ void launch_rows(const float* src, int64_t m, int64_t ffn, int8_t* q, float* sca
 template <RowSrc S>
 void launch_rows(const float* src, int64_t m, int64_t ffn, int8_t* q, float* scales,
                  cudaStream_t stream) {
-  const bool vec4 = ffn % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(q) % 4 == 0;
+  const bool vec4 = ffn % 4 == 0 && aligned(src, 16) && aligned(q, 4);
   auto go = [&](auto threads) {
     constexpr int kT = decltype(threads)::value;
     if (vec4) return launch_rows<kT, true, S>(src, m, ffn, q, scales, stream);
@@ -355,9 +355,8 @@ void launch(T* x, const float* res, const float* w, float eps, int64_t m, int64_
                static_cast<int>(d), q, scales);
   };
   // 16-byte rows for the vector path: x, res and q row starts stay aligned when d % 4 == 0.
-  const bool vec4 = sizeof(T) == 4 && d % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(res) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(q) % 4 == 0;
+  const bool vec4 =
+      sizeof(T) == 4 && d % 4 == 0 && aligned(x, 16) && aligned(res, 16) && aligned(q, 4);
   using Wide = std::integral_constant<int, kWideThreads>;
   using Narrow = std::integral_constant<int, kThreads>;
   if constexpr (sizeof(T) == 4) {
@@ -408,8 +407,7 @@ void quantize_rows_s8(const float* x, const float* row_absmax, int64_t m, int64_
                       float* scales, cudaStream_t stream) {
   if (d <= 0 || d > INT32_MAX / 2) throw std::runtime_error("quantize_rows_s8: bad row width");
   if (m <= 0) return;
-  const bool vec4 = d % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(q) % 4 == 0;
+  const bool vec4 = d % 4 == 0 && aligned(x, 16) && aligned(q, 4);
   const int64_t per_row = vec4 ? d / 4 : d;
   const dim3 grid(static_cast<unsigned>((per_row + kThreads - 1) / kThreads),
                   static_cast<unsigned>(std::min<int64_t>(m, 65535)));

@@ -6,6 +6,7 @@
 
 #include "backend/cuda/block_reduce.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernel_launch.cuh"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/quant_math.cuh"
 #include "backend/cuda/quant_ops.cuh"
@@ -138,8 +139,6 @@ dim3 segment_grid(int64_t m, int64_t width) {
   return dim3(x, static_cast<unsigned>(std::min<int64_t>(y, 65535)));
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 void quantize_per_tensor(const float* x, int64_t n, float* absmax_slot, const float* static_scale,
@@ -147,7 +146,7 @@ void quantize_per_tensor(const float* x, int64_t n, float* absmax_slot, const fl
   if (n <= 0) return;
   if (!static_scale) {
     SQ_CUDA_CHECK(cudaMemsetAsync(absmax_slot, 0, sizeof(float), s));
-    if (aligned16(x)) {
+    if (aligned(x, 16)) {
       absmax_flat_k<<<blocks_for((n + 3) / 4), kThreads, 0, s>>>(x, n, absmax_slot);
     } else {
       absmax_k<<<segment_grid(1, n), kThreads, 0, s>>>(x, 1, n, 0, n, absmax_slot);
@@ -155,7 +154,7 @@ void quantize_per_tensor(const float* x, int64_t n, float* absmax_slot, const fl
     SQ_CUDA_CHECK(cudaGetLastError());
   }
   const float* dyn = static_scale ? nullptr : absmax_slot;
-  if (aligned16(x) && reinterpret_cast<uintptr_t>(q) % 4 == 0) {
+  if (aligned(x, 16) && aligned(q, 4)) {
     quantize_k<true>
         <<<blocks_for((n + 3) / 4), kThreads, 0, s>>>(x, n, dyn, static_scale, q, scale_out);
   } else {
